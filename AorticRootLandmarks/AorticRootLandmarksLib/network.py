@@ -1,0 +1,217 @@
+"""The 3D U-Net that maps a CT on the network grid to one map per landmark.
+
+Layout (``features=(16, 32, 64, 128)``, ``stem_stride=2``, the default; sizes for the 128x128x80 grid)::
+
+    x (B, 1, 128, 128, 80)
+    stem   ConvBlock, first conv stride 2   ->  16 @ 64x64x40  ---------------------------- skip0
+    down1  maxpool + ConvBlock              ->  32 @ 32x32x20  --------------- skip1           |
+    down2  maxpool + ConvBlock              ->  64 @ 16x16x10  -- skip2          |             |
+    down3  maxpool + ConvBlock              -> 128 @  8x8x5       |              |             |
+    up3    transposed conv, cat skip2, ConvBlock -> 64 @ 16x16x10 |              |             |
+    up2    transposed conv, cat skip1, ConvBlock -> 32 @ 32x32x20                |             |
+    up1    transposed conv, cat skip0, ConvBlock -> 16 @ 64x64x40                              |
+    restore transposed conv 2x2x2 stride 2 + norm + LeakyReLU -> 16 @ 128x128x80
+    head   1x1x1 conv, no activation     -> K @ 128x128x80  (raw maps: the GLiP critic, or logits)
+
+Why a half-resolution stem: 3x3x3 convolutions on the full 1.3 M-voxel grid dominate the cost on a CPU (a
+full-resolution 8->128 U-Net takes ~1.9 s forward and ~5 s per training step on 2 cores, far over the 1.5 s
+detection budget). The strided stem computes no 3x3x3 convolution at full resolution, yet the final 2x2x2 transposed
+convolution still gives each of the 8 full-resolution children of a coarse voxel its own weights, so the output
+can peak on any voxel of the grid. ``stem_stride=1`` gives the classical full-resolution U-Net. Timings:
+``benchmarks/bench_network.py``.
+
+torch is imported at module top on purpose: this module is only imported by code that already needs torch
+(``inference.load_ensemble``, training), so ``import AorticRootLandmarksLib`` stays torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+NORMS = ("instance", "batch", "none")
+DOWNS = ("maxpool", "conv")
+UPS = ("transpose", "trilinear")
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "instance":
+        return nn.InstanceNorm3d(channels, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    return nn.Identity()
+
+
+class ConvBlock(nn.Sequential):
+    """Two (3x3x3 conv + norm + LeakyReLU); the first conv may be strided to halve the resolution.
+
+    Args:
+        in_channels: channels in.
+        out_channels: channels out (of both convolutions).
+        norm: "instance", "batch" or "none".
+        negative_slope: LeakyReLU slope.
+        stride: stride of the first convolution (2 downsamples).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, norm: str, negative_slope: float, stride: int = 1
+    ) -> None:
+        bias = norm == "none"  # a bias right before a norm layer is cancelled by it
+        super().__init__(
+            nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias),
+            _norm(norm, out_channels),
+            nn.LeakyReLU(negative_slope, inplace=True),
+            nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=bias),
+            _norm(norm, out_channels),
+            nn.LeakyReLU(negative_slope, inplace=True),
+        )
+
+
+class Down(nn.Sequential):
+    """Halve the resolution (2x2x2 max pooling, or a strided first convolution), then a ConvBlock."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str, negative_slope: float, mode: str) -> None:
+        if mode == "maxpool":
+            super().__init__(nn.MaxPool3d(2), ConvBlock(in_channels, out_channels, norm, negative_slope))
+        else:
+            super().__init__(ConvBlock(in_channels, out_channels, norm, negative_slope, stride=2))
+
+
+class Up(nn.Module):
+    """Double the resolution, concatenate the encoder skip, then a ConvBlock.
+
+    Args:
+        in_channels: channels of the coarse input.
+        out_channels: channels of the skip and of the output.
+        mode: "transpose" (2x2x2 transposed conv) or "trilinear" (upsample + 1x1x1 conv).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str, negative_slope: float, mode: str) -> None:
+        super().__init__()
+        if mode == "transpose":
+            self.upsample = nn.ConvTranspose3d(in_channels, out_channels, 2, stride=2)
+        else:
+            self.upsample = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False),
+                nn.Conv3d(in_channels, out_channels, 1),
+            )
+        self.block = ConvBlock(2 * out_channels, out_channels, norm, negative_slope)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.block(torch.cat([self.upsample(x), skip], dim=1))
+
+
+class Restore(nn.Sequential):
+    """Back from the half-resolution stem to the full grid: 2x2x2 transposed conv + norm + LeakyReLU."""
+
+    def __init__(self, channels: int, norm: str, negative_slope: float, stride: int) -> None:
+        super().__init__(
+            nn.ConvTranspose3d(channels, channels, stride, stride=stride, bias=norm == "none"),
+            _norm(norm, channels),
+            nn.LeakyReLU(negative_slope, inplace=True),
+        )
+
+
+class UNet3D(nn.Module):
+    """3D U-Net: CT on the network grid -> one raw map per landmark on the same grid.
+
+    Args:
+        in_channels: input channels (1: the windowed CT in [0, 1]).
+        out_channels: landmarks K.
+        features: channels per level, finest first; level i runs at 1 / (stem_stride * 2**i) of the grid.
+        norm: "instance" (default; batches are 1-2 volumes), "batch" or "none".
+        stem_stride: 2 (default) runs the first level at half resolution and restores the full grid with a
+            transposed convolution before the head; 1 is the classical full-resolution U-Net.
+        down: "maxpool" or "conv" (strided convolution).
+        up: "transpose" (transposed convolution) or "trilinear" (upsample + 1x1x1 conv).
+        negative_slope: LeakyReLU slope.
+
+    Shapes:
+        x: (B, in_channels, X, Y, Z) in grid index order (x, y, z); each of X, Y, Z a multiple of
+        ``size_multiple = stem_stride * 2**(len(features) - 1)`` (16 for the default, 128x128x80 fits).
+        Returns (B, out_channels, X, Y, Z), raw (no activation): the GLiP critic f, or logits for sigmoid losses.
+
+    Example:
+        >>> net = UNet3D(out_channels=3)
+        >>> net(torch.zeros(1, 1, 32, 32, 16)).shape
+        torch.Size([1, 3, 32, 32, 16])
+        >>> clone = UNet3D(**net.config())
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 3,
+        features: Sequence[int] = (16, 32, 64, 128),
+        norm: str = "instance",
+        stem_stride: int = 2,
+        down: str = "maxpool",
+        up: str = "transpose",
+        negative_slope: float = 0.01,
+    ) -> None:
+        super().__init__()
+        features = tuple(int(f) for f in features)
+        if len(features) < 2 or min(features) < 1:
+            raise ValueError(f"UNet3D: features must list >= 2 positive channel counts, got {features}")
+        if norm not in NORMS or down not in DOWNS or up not in UPS:
+            raise ValueError(
+                f"UNet3D: norm {norm!r} / down {down!r} / up {up!r} not in {NORMS} / {DOWNS} / {UPS}"
+            )
+        if stem_stride not in (1, 2):
+            raise ValueError(f"UNet3D: stem_stride must be 1 or 2, got {stem_stride}")
+        self._config = dict(
+            in_channels=int(in_channels),
+            out_channels=int(out_channels),
+            features=list(features),
+            norm=norm,
+            stem_stride=int(stem_stride),
+            down=down,
+            up=up,
+            negative_slope=float(negative_slope),
+        )
+        self.size_multiple = stem_stride * 2 ** (len(features) - 1)
+
+        self.stem = ConvBlock(in_channels, features[0], norm, negative_slope, stride=stem_stride)
+        self.downs = nn.ModuleList(
+            Down(c_in, c_out, norm, negative_slope, down) for c_in, c_out in zip(features[:-1], features[1:])
+        )
+        # ups[i] brings level i + 1 back to level i, so it is applied from the deepest level upwards.
+        self.ups = nn.ModuleList(
+            Up(c_in, c_out, norm, negative_slope, up) for c_in, c_out in zip(features[1:], features[:-1])
+        )
+        self.restore = Restore(features[0], norm, negative_slope, stem_stride) if stem_stride > 1 else nn.Identity()
+        self.head = nn.Conv3d(features[0], out_channels, 1)
+
+    def config(self) -> dict:
+        """Constructor arguments (JSON-serialisable): ``UNet3D(**net.config())`` rebuilds the same network."""
+        return dict(self._config, features=list(self._config["features"]))
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless x is (B, in_channels, X, Y, Z) with X, Y, Z multiples of ``size_multiple``."""
+        c_in = self._config["in_channels"]
+        if x.ndim != 5 or x.shape[1] != c_in:
+            raise ValueError(f"UNet3D: input must be (B, {c_in}, X, Y, Z), got {tuple(x.shape)}")
+        spatial = tuple(x.shape[2:])
+        if any(s % self.size_multiple for s in spatial):
+            raise ValueError(
+                f"UNet3D: input size {spatial} must be a multiple of {self.size_multiple} along each axis "
+                f"(stem_stride {self._config['stem_stride']}, {len(self._config['features'])} levels)"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map x (B, in_channels, X, Y, Z) to raw landmark maps (B, out_channels, X, Y, Z)."""
+        self.check_input(x)
+        skips = [self.stem(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        y = skips.pop()
+        for up in reversed(self.ups):
+            y = up(y, skips.pop())
+        return self.head(self.restore(y))
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny synthetic volumes with known geometry and a tiny random-weights model folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _few_threads():
+    """Keep tests polite on 2-core machines and deterministic."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
+def make_image(size=(40, 36, 30), spacing=(1.0, 1.2, 1.5), origin=(10.0, -20.0, 30.0), direction=None, value=0):
+    """A 3D int16 image with the given geometry (direction: 9 numbers, row-major, default identity)."""
+    image = sitk.Image([int(s) for s in size], sitk.sitkInt16)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    if direction is not None:
+        image.SetDirection(direction)
+    if value:
+        image += value
+    return image
+
+
+@pytest.fixture
+def flipped_image():
+    """Axes x and z flipped (direction diag(-1, 1, -1)): exercises orientation handling."""
+    return make_image(direction=(-1, 0, 0, 0, 1, 0, 0, 0, -1))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A model folder with two random-weights folds on a 32x32x32 grid of 3.2 mm: meaningless but deterministic."""
+    import torch
+
+    from AorticRootLandmarksLib.grid import GridSpec
+    from AorticRootLandmarksLib.inference import save_model_dir
+    from AorticRootLandmarksLib.network import UNet3D
+
+    torch.manual_seed(0)
+    networks = [UNet3D(in_channels=1, out_channels=3, features=(4, 8, 16)) for _ in range(2)]
+    meta = {
+        "name": "tiny-random",
+        "landmarks": ["RCC", "LCC", "NCC"],
+        "grid": GridSpec(spacing=3.2, size=(32, 32, 32)).to_dict(),
+        "sigma_mm": 1.0,
+        "loss": "glip",
+        "activation": "identity",
+        "decoding": "quadratic",
+        "network": networks[0].config(),
+    }
+    return save_model_dir(tmp_path_factory.mktemp("models") / "tiny", networks, meta)
