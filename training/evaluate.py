@@ -278,18 +278,18 @@ def _json_safe(value):
     return value
 
 
+def _csv_cell(value) -> str:
+    """4 decimals for floats, empty for None/NaN (undefined plane metrics)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def _write_per_case(path: Path, rows: list[dict]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {
-                    key: ("" if value is None or (isinstance(value, float) and not math.isfinite(value)) else
-                          f"{value:.4f}" if isinstance(value, float) else value)
-                    for key, value in row.items()
-                }
-            )
+        writer.writerows({key: _csv_cell(value) for key, value in row.items()} for row in rows)
 
 
 def plot_errors(path: PathLike, errors: np.ndarray, names: Sequence[str], grades: Sequence[str | None]) -> None:
@@ -336,30 +336,30 @@ def plot_errors(path: PathLike, errors: np.ndarray, names: Sequence[str], grades
 
 
 def _fmt(value) -> str:
-    return "    -" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:5.2f}"
+    """Two decimals, or '-' for an undefined statistic."""
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.2f}"
 
 
 def format_table(result: dict) -> str:
     """A short printed table of an :func:`evaluate` result (errors mm, SDR@2mm, plane metrics, quality grades)."""
-    summary, sdr_key = result["summary"], str(2.0)
-    lines = [f"{result['n_cases']} cases" + (f" ({len(result['missing_predictions'])} without prediction: "
-             + ", ".join(result["missing_predictions"][:5]) + ")" if result["missing_predictions"] else "")]
-    lines.append(f"{'landmark':<10}" + "".join(f"{key:>8}" for key in _STATS) + f"{'SDR@2mm':>9}")
+    summary, at_2mm, missing = result["summary"], str(2.0), result["missing_predictions"]
+    header = f"{result['n_cases']} cases"
+    if missing:
+        header += f" ({len(missing)} without prediction: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})"
+    lines = [header, f"{'landmark':<10}" + "".join(f"{key:>8}" for key in _STATS) + f"{'SDR@2mm':>9}"]
     for name in [*result["landmarks"], "all"]:
         stats = summary["errors_mm"][name]
         sdr = summary["sdr"] if name == "all" else summary["sdr_per_landmark"][name]
-        lines.append(f"{name:<10}" + "".join(f"{_fmt(stats[key]):>8}" for key in _STATS) + f"{sdr[sdr_key]:>9.0%}")
-    for key, unit in (("plane_distance_mm", "mm"), ("plane_angle_deg", "deg")):
+        lines.append(f"{name:<10}" + "".join(f"{_fmt(stats[key]):>8}" for key in _STATS) + f"{sdr[at_2mm]:>9.0%}")
+    for key, label in (("plane_distance_mm", "plane distance (mm)"), ("plane_angle_deg", "plane angle (deg)")):
         if key in summary:
-            stats = summary[key]
-            label = key.rsplit("_", 1)[0].replace("_", " ")
-            lines.append(f"{label} ({unit}): median {_fmt(stats['median']).strip()}, mean {_fmt(stats['mean']).strip()}"
-                         f", max {_fmt(stats['max']).strip()}")
+            med, mean, top = (_fmt(summary[key][stat]) for stat in ("median", "mean", "max"))
+            lines.append(f"{label}: median {med}, mean {mean}, max {top}")
     for grade, block in result.get("by_quality", {}).items():
         stats = block["errors_mm"]["all"]
-        line = (f"quality {grade} (n = {block['n_cases']}): median {_fmt(stats['median']).strip()} mm, "
-                f"mean {_fmt(stats['mean']).strip()} mm, SDR@2mm {block['sdr'][sdr_key]:.0%}")
+        line = (f"quality {grade} (n = {block['n_cases']}): median {_fmt(stats['median'])} mm, "
+                f"mean {_fmt(stats['mean'])} mm, SDR@2mm {block['sdr'][at_2mm]:.0%}")
         if "plane_distance_mm" in block:
-            line += f", plane distance median {_fmt(block['plane_distance_mm']['median']).strip()} mm"
+            line += f", plane distance median {_fmt(block['plane_distance_mm']['median'])} mm"
         lines.append(line)
     return "\n".join(lines)

@@ -81,6 +81,24 @@ def cmd_train(args) -> None:
     print(f"run folder: {run}\nmodel: {run / 'model'}")
 
 
+def cmd_sweep(args) -> None:
+    from training.config import TrainConfig
+    from training.sweep import sweep
+
+    base = TrainConfig.from_yaml(args.config, manifest=str(args.manifest)) if args.config else TrainConfig(
+        manifest=str(args.manifest)
+    )
+    grid = {}
+    for key in ("loss", "sigma", "penalty", "lr"):
+        values = getattr(args, key)
+        if values:
+            grid[key] = [v if key == "loss" else float(v) for v in values.split(",")]
+    if not grid:
+        raise InputError("sweep: give at least one of --loss, --sigma, --penalty, --lr with comma-separated values")
+    summary = sweep(base, grid, args.out, force=args.force)
+    print(f"sweep summary: {summary} and {summary.with_suffix('.png')}")
+
+
 def cmd_evaluate(args) -> None:
     from training.evaluate import evaluate, format_table
 
@@ -156,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="train one run per combination of settings and compare them")
+    p.add_argument("manifest", type=_existing, help="dataset manifest CSV")
+    p.add_argument("--out", type=Path, required=True, help="sweep folder")
+    p.add_argument("--config", type=_existing, help="YAML config with the shared settings")
+    p.add_argument("--loss", help="comma-separated, e.g. glip,wce,focal")
+    p.add_argument("--sigma", help="comma-separated mm, e.g. 1,2,4")
+    p.add_argument("--penalty", help="comma-separated lambdas, e.g. 0,10")
+    p.add_argument("--lr", help="comma-separated learning rates")
+    p.add_argument("--force", action="store_true", help="replace an existing sweep folder")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("evaluate", help="landmark errors, plane metrics and detection rates against a manifest")
     p.add_argument("pred_dir", type=_existing, metavar="PRED_DIR", help="folder of <case>.json from detect")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from AorticRootLandmarksLib.errors import InputError
+from .errors import InputError
 
 #: Hinge-point triangles smaller than this (mm^2) have no usable plane (points coincide or are collinear).
 MIN_TRIANGLE_AREA_MM2 = 1.0

@@ -1,0 +1,460 @@
+"""The only place that touches MRML: volume nodes <-> SimpleITK, landmark and plane nodes, reoriented slice views.
+
+Frames (see docs/ARCHITECTURE.md): the MRML scene is in **world RAS mm**; files, SimpleITK images and every array
+passed in or out of this module's public functions are in **world LPS mm** unless the name says ``_ras``.
+``RAS = diag(-1, -1, 1) @ LPS``, and this is the only module that converts.
+
+Works with the full 3D Slicer and with the ``slicer-core`` wheel (MRML without Qt), so every function here is tested
+headless on a plain ``slicer.vtkMRMLScene()``.
+
+Example (Slicer's Python console)::
+
+    from AorticRootLandmarksLib import mrml
+    image = mrml.volume_node_to_sitk(getNode("CTACardio"))          # LPS geometry, exact
+    node = mrml.set_fiducials(slicer.mrmlScene, ["RCC", "LCC", "NCC"], points_lps, confidence=[0.9, 0.8, 0.4])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+from slicer.util import arrayFromVolume, arrayFromVTKMatrix, updateVolumeFromArray, vtkMatrixFromArray
+
+from .errors import InputError
+from .geometry import Plane, plane_axes
+from .typing import PointsLPS, PointsRAS
+
+#: LPS <-> RAS: the same diagonal flips either way.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+#: Slice views that are reoriented: Red in the annulus plane, Yellow and Green through the root axis.
+SLICE_VIEWS: tuple[str, str, str] = ("Red", "Yellow", "Green")
+#: Control points below this confidence are flagged for review.
+LOW_CONFIDENCE = 0.5
+#: Node attribute holding the detected positions (JSON, LPS) so that "restore" survives scene save/load.
+DETECTED_ATTRIBUTE = "AorticRootLandmarks.Detected"
+#: Fiducial-node events that mean "a control point moved" (during a drag and at its end).
+POINT_MOVED_EVENTS = (
+    slicer.vtkMRMLMarkupsNode.PointModifiedEvent,
+    slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
+)
+
+
+def lps_to_ras(points_lps: PointsLPS) -> PointsRAS:
+    """(..., 3) world LPS mm -> (..., 3) world RAS mm (negate x and y)."""
+    return np.asarray(points_lps, dtype=np.float64) * np.array([-1.0, -1.0, 1.0])
+
+
+def ras_to_lps(points_ras: PointsRAS) -> PointsLPS:
+    """(..., 3) world RAS mm -> (..., 3) world LPS mm (negate x and y)."""
+    return np.asarray(points_ras, dtype=np.float64) * np.array([-1.0, -1.0, 1.0])
+
+
+# ---------------------------------------------------------------------------------------------------- volumes
+
+
+def volume_node_to_sitk(volume_node: slicer.vtkMRMLScalarVolumeNode) -> sitk.Image:
+    """Copy a scalar volume node into a SimpleITK image with the same voxels and LPS geometry.
+
+    The node's IJK-to-RAS matrix is ``[D_ras @ diag(spacing) | origin_ras]``; the image gets
+    ``direction = F @ D_ras``, ``origin = F @ origin_ras`` with ``F = diag(-1, -1, 1)``. Only signs change, so the
+    copy is exact, flipped or oblique directions included.
+
+    Args:
+        volume_node: a 3D single-component ``vtkMRMLScalarVolumeNode`` not under a transform.
+
+    Returns:
+        Image of the node's voxel type, index (i, j, k) = the node's IJK.
+
+    Raises:
+        InputError: no node or no voxels, several components, 2D, or a parent transform (harden it first).
+    """
+    if volume_node is None or not volume_node.IsA("vtkMRMLScalarVolumeNode"):
+        raise InputError("input volume: select a scalar volume (CT)")
+    name = volume_node.GetName()
+    image_data = volume_node.GetImageData()
+    if image_data is None or image_data.GetNumberOfPoints() == 0:
+        raise InputError(f"volume '{name}': has no voxels")
+    if image_data.GetNumberOfScalarComponents() != 1:
+        raise InputError(f"volume '{name}': has {image_data.GetNumberOfScalarComponents()} components; a CT has 1")
+    if min(image_data.GetDimensions()) < 2:
+        raise InputError(f"volume '{name}': is 2D {image_data.GetDimensions()}; a 3D CT volume is needed")
+    if volume_node.GetParentTransformNode() is not None:
+        raise InputError(f"volume '{name}': is under a transform; harden the transform first (Data module)")
+    directions = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASDirectionMatrix(directions)
+    direction_lps = LPS_TO_RAS @ arrayFromVTKMatrix(directions)[:3, :3]
+    # arrayFromVolume is (k, j, i), the order sitk.GetImageFromArray expects; copy because VTK owns the memory.
+    image = sitk.GetImageFromArray(np.array(arrayFromVolume(volume_node), copy=True))
+    image.SetSpacing([float(s) for s in volume_node.GetSpacing()])
+    image.SetOrigin([float(v) for v in ras_to_lps(volume_node.GetOrigin())])
+    image.SetDirection([float(v) for v in direction_lps.ravel()])
+    return image
+
+
+def add_volume_from_sitk(
+    scene: slicer.vtkMRMLScene,
+    image: sitk.Image,
+    name: str = "CT",
+    window_level: tuple[float, float] | None = (800.0, 200.0),
+) -> slicer.vtkMRMLScalarVolumeNode:
+    """Add a SimpleITK image as a scalar volume node (inverse of :func:`volume_node_to_sitk`, exact).
+
+    Args:
+        scene: the MRML scene.
+        image: 3D scalar image, LPS geometry.
+        name: node name.
+        window_level: display window and level in HU (default suits contrast CT of the aortic root); None keeps
+            Slicer's automatic window/level.
+
+    Returns:
+        The new node, with default display nodes.
+    """
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"image '{name}': need a 3D scalar image, got {image.GetDimension()}D "
+                         f"with {image.GetNumberOfComponentsPerPixel()} components")
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    directions = np.eye(4)
+    directions[:3, :3] = LPS_TO_RAS @ np.array(image.GetDirection()).reshape(3, 3)
+    node.SetIJKToRASDirectionMatrix(vtkMatrixFromArray(directions))
+    node.SetSpacing(*image.GetSpacing())
+    node.SetOrigin(*lps_to_ras(image.GetOrigin()))
+    updateVolumeFromArray(node, sitk.GetArrayViewFromImage(image))
+    node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    if window_level is not None and display is not None:
+        display.AutoWindowLevelOff()
+        display.SetWindowLevel(*window_level)
+    return node
+
+
+# ---------------------------------------------------------------------------------------------------- landmarks
+
+
+def _point_description(confidence: float | None) -> str:
+    if confidence is None or not np.isfinite(confidence):
+        return ""
+    if confidence < LOW_CONFIDENCE:
+        return f"LOW CONFIDENCE {confidence:.2f}: check this point"
+    return f"confidence {confidence:.2f}"
+
+
+def set_fiducials(
+    scene: slicer.vtkMRMLScene,
+    names: Sequence[str],
+    points_lps: PointsLPS,
+    confidence: Sequence[float] | None = None,
+    node: slicer.vtkMRMLMarkupsFiducialNode | None = None,
+    node_name: str = "AorticRootLandmarks",
+    store_as_detected: bool = True,
+) -> slicer.vtkMRMLMarkupsFiducialNode:
+    """Write landmarks into one fiducial node, creating it if needed; re-running replaces its points.
+
+    Args:
+        scene: the MRML scene.
+        names: K control-point labels (RCC, LCC, NCC, then any extra landmarks).
+        points_lps: (K, 3) world LPS mm.
+        confidence: (K,) in [0, 1] or None; written into each point's description, low ones flagged.
+        node: the node to update; None creates a new one named ``node_name``.
+        store_as_detected: also remember these positions for :func:`restore_detected`.
+
+    Returns:
+        The fiducial node; its control points are in world RAS (MRML), in the order of ``names``.
+    """
+    points = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3)
+    if len(names) != len(points):
+        raise ValueError(f"{len(names)} names for {len(points)} points")
+    conf = [None] * len(points) if confidence is None else [float(c) for c in confidence]
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", node_name)
+        node.CreateDefaultDisplayNodes()
+    was_modifying = node.StartModify()
+    # Fixed count stops a stray click in placement mode from adding a point; lift it while we rewrite.
+    node.SetFixedNumberOfControlPoints(False)
+    if node.GetNumberOfControlPoints() != len(points):
+        node.RemoveAllControlPoints()
+        for label in names:
+            node.AddControlPoint(0.0, 0.0, 0.0, label)
+    for index, (label, point_ras) in enumerate(zip(names, lps_to_ras(points))):
+        node.SetNthControlPointLabel(index, label)
+        node.SetNthControlPointPositionWorld(index, *point_ras)
+        node.SetNthControlPointDescription(index, _point_description(conf[index]))
+    node.SetFixedNumberOfControlPoints(True)
+    if store_as_detected:
+        record = {"names": list(names), "positions_lps": points.tolist(),
+                  "confidence": [None if c is None else round(c, 6) for c in conf]}
+        node.SetAttribute(DETECTED_ATTRIBUTE, json.dumps(record))
+    node.EndModify(was_modifying)
+    return node
+
+
+def get_fiducials_lps(node: slicer.vtkMRMLMarkupsFiducialNode) -> tuple[list[str], PointsLPS]:
+    """Labels and (K, 3) world LPS mm positions of a fiducial node's control points (world: transforms applied)."""
+    names, points_ras = [], []
+    for index in range(node.GetNumberOfControlPoints()):
+        names.append(node.GetNthControlPointLabel(index))
+        point = np.zeros(3)
+        node.GetNthControlPointPositionWorld(index, point)
+        points_ras.append(point)
+    return names, ras_to_lps(np.reshape(points_ras, (-1, 3)))
+
+
+def detected_record(node: slicer.vtkMRMLMarkupsFiducialNode) -> dict | None:
+    """What :func:`set_fiducials` stored: ``{"names", "positions_lps" (K, 3), "confidence" (K,)}``, or None."""
+    text = node.GetAttribute(DETECTED_ATTRIBUTE) if node is not None else None
+    if not text:
+        return None
+    record = json.loads(text)
+    record["positions_lps"] = np.asarray(record["positions_lps"], dtype=np.float64).reshape(-1, 3)
+    return record
+
+
+def restore_detected(node: slicer.vtkMRMLMarkupsFiducialNode) -> bool:
+    """Move the control points back to the detected positions (undo the analyst's corrections).
+
+    Returns:
+        False when the node holds no detection (nothing was changed).
+    """
+    record = detected_record(node)
+    if record is None:
+        return False
+    set_fiducials(node.GetScene(), record["names"], record["positions_lps"], record["confidence"], node=node,
+                  store_as_detected=False)
+    return True
+
+
+def select_points(names: Sequence[str], points_lps: PointsLPS, wanted: Sequence[str]) -> PointsLPS:
+    """Rows of ``points_lps`` labelled ``wanted``, in that order.
+
+    Args:
+        names: K labels of ``points_lps`` (K, 3).
+        wanted: labels to pick, e.g. ("RCC", "LCC", "NCC").
+
+    Returns:
+        (len(wanted), 3) world LPS mm.
+
+    Raises:
+        InputError: a wanted label is missing (e.g. the analyst renamed or deleted a point).
+    """
+    points = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3)
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise InputError(f"landmarks: no control point labelled {', '.join(missing)} (have {', '.join(names)})")
+    return np.stack([points[list(names).index(w)] for w in wanted])
+
+
+class ControlPointObserver:
+    """Calls ``callback(node)`` whenever a control point of ``node`` moves (live, while it is dragged).
+
+    Observes ``PointModifiedEvent`` (every step of a drag, or a scripted ``SetNthControlPointPosition``) and
+    ``PointEndInteractionEvent``. A change made inside the callback does not call it again.
+
+    Example:
+        >>> observer = ControlPointObserver(fiducial_node, lambda node: print(get_fiducials_lps(node)))
+        >>> observer.remove()
+    """
+
+    def __init__(self, node: slicer.vtkMRMLMarkupsNode, callback: Callable[[slicer.vtkMRMLMarkupsNode], None]):
+        self.node = node
+        self._callback = callback
+        self._running = False
+        self._tags = [node.AddObserver(event, self._on_event) for event in POINT_MOVED_EVENTS]
+
+    def _on_event(self, caller, event) -> None:
+        if self._running:
+            return
+        self._running = True
+        try:
+            self._callback(self.node)
+        finally:
+            self._running = False
+
+    def remove(self) -> None:
+        """Stop observing (safe to call twice)."""
+        for tag in self._tags:
+            self.node.RemoveObserver(tag)
+        self._tags = []
+
+
+# ---------------------------------------------------------------------------------------------------- plane
+
+
+def set_plane_node(
+    scene: slicer.vtkMRMLScene,
+    plane: Plane,
+    in_plane_x_lps: np.ndarray | None = None,
+    size_mm: float = 40.0,
+    node: slicer.vtkMRMLMarkupsPlaneNode | None = None,
+    node_name: str = "Annulus plane",
+) -> slicer.vtkMRMLMarkupsPlaneNode:
+    """Show the annulus plane as a locked markups plane node (derived from the landmarks, not edited itself).
+
+    Args:
+        scene: the MRML scene.
+        plane: centre and unit normal in LPS (normal from the ventricle into the aorta).
+        in_plane_x_lps: (3,) unit in-plane direction for the plane's x axis (e.g. towards RCC), LPS; None lets
+            Slicer choose.
+        size_mm: side of the displayed square, mm.
+        node: plane node to update; None creates one.
+
+    Returns:
+        The plane node (centre and normal in world RAS).
+    """
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", node_name)
+        node.CreateDefaultDisplayNodes()
+    center_ras, normal_ras = lps_to_ras(plane.center), lps_to_ras(plane.normal)
+    was_modifying = node.StartModify()
+    node.SetLocked(False)
+    node.SetPlaneType(slicer.vtkMRMLMarkupsPlaneNode.PlaneTypePointNormal)
+    node.SetCenterWorld(*center_ras)
+    if in_plane_x_lps is None:
+        node.SetNormalWorld(*normal_ras)
+    else:
+        x_ras = lps_to_ras(in_plane_x_lps)
+        node.SetAxesWorld(x_ras, np.cross(normal_ras, x_ras), normal_ras)
+    node.SetSizeMode(slicer.vtkMRMLMarkupsPlaneNode.SizeModeAbsolute)
+    node.SetSize(size_mm, size_mm)
+    node.SetLocked(True)
+    node.EndModify(was_modifying)
+    return node
+
+
+def get_plane_ras(node: slicer.vtkMRMLMarkupsPlaneNode) -> tuple[PointsRAS, PointsRAS]:
+    """(centre, unit normal) of a plane node, world RAS."""
+    center, normal = np.zeros(3), np.zeros(3)
+    node.GetCenterWorld(center)
+    node.GetNormalWorld(normal)
+    return center, normal / np.linalg.norm(normal)
+
+
+# ---------------------------------------------------------------------------------------------------- slice views
+
+
+def annulus_slice_frames(plane: Plane, toward_lps: np.ndarray) -> dict[str, np.ndarray]:
+    """SliceToRAS matrices of the double-oblique views an analyst sets by hand for the aortic annulus.
+
+    With ``n`` the annulus normal (ventricle -> aorta) and ``u`` the in-plane unit direction towards
+    ``toward_lps`` (RCC), all in RAS, columns are (screen x, screen up, slice normal, centre):
+
+    - Red (annulus short axis): ``[n x u, u, n]``: the normal is the annulus normal, RCC straight up, and it is
+      left-handed like Slicer's axial preset (viewed from the feet, patient's left on the screen's right), so a
+      horizontal annulus with RCC anterior gives exactly the axial view.
+    - Green (coronal-like long axis): ``[n x u, n, u]``: contains the root axis; aorta up.
+    - Yellow (sagittal-like long axis through RCC and the root axis): ``[-u, n, n x u]``.
+
+    All three pass through the centre (hinge-point centroid) and are mutually orthogonal. With ``n = S`` and
+    ``u = A`` they equal Slicer's axial, coronal and sagittal presets.
+
+    Args:
+        plane: annulus plane, LPS (centre = hinge-point centroid).
+        toward_lps: (3,) world LPS mm, the point the Red view's up direction points to (RCC).
+
+    Returns:
+        {"Red", "Yellow", "Green"}: (4, 4) SliceToRAS, RAS mm.
+    """
+    u_lps, _ = plane_axes(plane, toward_lps)
+    n, u, center = lps_to_ras(plane.normal), lps_to_ras(u_lps), lps_to_ras(plane.center)
+    columns = {
+        "Red": (np.cross(n, u), u, n),
+        "Green": (np.cross(n, u), n, u),
+        "Yellow": (-u, n, np.cross(n, u)),
+    }
+    frames = {}
+    for view, (x, y, z) in columns.items():
+        frame = np.eye(4)
+        frame[:3, 0], frame[:3, 1], frame[:3, 2], frame[:3, 3] = x, y, z, center
+        frames[view] = frame
+    return frames
+
+
+def get_slice_nodes(scene: slicer.vtkMRMLScene, create: bool = False) -> dict[str, slicer.vtkMRMLSliceNode]:
+    """The Red, Yellow and Green slice nodes of the scene.
+
+    Args:
+        create: add missing ones (headless use; in Slicer the layout manager has made them).
+
+    Returns:
+        {layout name: slice node}, only those found (or created).
+    """
+    found = {}
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLSliceNode")
+        if node.GetLayoutName() in SLICE_VIEWS:
+            found.setdefault(node.GetLayoutName(), node)
+    if create:
+        for view in SLICE_VIEWS:
+            if view not in found:
+                logic = slicer.vtkMRMLSliceLogic()
+                logic.SetMRMLScene(scene)
+                found[view] = logic.AddSliceNode(view)
+    return found
+
+
+def set_slice_to_ras(slice_node: slicer.vtkMRMLSliceNode, frame: np.ndarray) -> None:
+    """Set a slice node's SliceToRAS from a (4, 4) RAS matrix with orthonormal rotation columns.
+
+    Right-handed frames go through ``SetSliceToRASByNTP`` (N = column 2, T = column 0); left-handed ones (like
+    Slicer's axial preset) cannot, so their matrix is copied in, which is what the Reformat module does.
+    """
+    frame = np.asarray(frame, dtype=np.float64)
+    if np.linalg.det(frame[:3, :3]) > 0:
+        slice_node.SetSliceToRASByNTP(*frame[:3, 2], *frame[:3, 0], *frame[:3, 3], 0)
+    else:
+        slice_node.GetSliceToRAS().DeepCopy(vtkMatrixFromArray(frame))
+        slice_node.UpdateMatrices()
+
+
+def reorient_slice_views(
+    scene: slicer.vtkMRMLScene,
+    plane: Plane,
+    toward_lps: np.ndarray,
+    field_of_view_mm: float | None = 80.0,
+    create: bool = False,
+) -> dict[str, slicer.vtkMRMLSliceNode]:
+    """Turn Red into the annulus short-axis view and Yellow/Green into the long-axis views (double oblique).
+
+    Args:
+        scene: the MRML scene.
+        plane: annulus plane, LPS; the views are centred on ``plane.center`` (hinge-point centroid).
+        toward_lps: (3,) world LPS mm, the point that appears straight up in Red (RCC).
+        field_of_view_mm: shorter side of each view's field of view (zoom to the root); None keeps the zoom.
+        create: create missing slice nodes (headless).
+
+    Returns:
+        {layout name: slice node} that were reoriented. See :func:`annulus_slice_frames` for the axes.
+    """
+    nodes = get_slice_nodes(scene, create=create)
+    frames = annulus_slice_frames(plane, toward_lps)
+    for view, node in nodes.items():
+        was_modifying = node.StartModify()
+        set_slice_to_ras(node, frames[view])
+        if field_of_view_mm is not None:
+            width, height, _ = node.GetDimensions()
+            scale = field_of_view_mm / max(min(width, height), 1)
+            node.SetFieldOfView(width * scale, height * scale, node.GetFieldOfView()[2])
+        node.EndModify(was_modifying)
+    return nodes
+
+
+def slice_to_ras(slice_node: slicer.vtkMRMLSliceNode) -> np.ndarray:
+    """(4, 4) SliceToRAS of a slice node: columns screen x, screen up, slice normal, centre (RAS)."""
+    return arrayFromVTKMatrix(slice_node.GetSliceToRAS())
+
+
+def ras_to_slice_xy(slice_node: slicer.vtkMRMLSliceNode, points_ras: PointsRAS) -> np.ndarray:
+    """Project (K, 3) world RAS mm into the slice view: (K, 3) = (pixel x, pixel y from the bottom, mm off-slice).
+
+    Uses the node's XYToRAS (pixels of a view of ``GetDimensions()``), the matrix Slicer's slice views render with.
+    The third column is the signed distance to the slice along its normal, in mm.
+    """
+    points = np.asarray(points_ras, dtype=np.float64).reshape(-1, 3)
+    ras_to_xy = np.linalg.inv(arrayFromVTKMatrix(slice_node.GetXYToRAS()))
+    xyz = points @ ras_to_xy[:3, :3].T + ras_to_xy[:3, 3]
+    frame = slice_to_ras(slice_node)
+    xyz[:, 2] = (points - frame[:3, 3]) @ frame[:3, 2]
+    return xyz
