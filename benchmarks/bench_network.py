@@ -24,8 +24,9 @@ VARIANTS: dict[str, dict] = {
     "default": {},
     "s2-8": dict(features=(8, 16, 32, 64)),
     "s2-24": dict(features=(24, 48, 96, 192)),
-    "s2-16x5": dict(features=(16, 32, 64, 128, 256), stem_stride=2),
-    "s2-16-conv": dict(features=(16, 32, 64, 128), down="conv"),
+    "s2-32": dict(features=(32, 64, 128, 256)),
+    "s2-16-conv": dict(down="conv"),
+    "s2-16-rc16": dict(restore_channels=16),
     "full-8": dict(features=(8, 16, 32, 64, 128), stem_stride=1),
 }
 

@@ -52,7 +52,8 @@ def predict_indices(network: torch.nn.Module, samples: list[Sample], config: Tra
     peaks = []
     with torch.inference_mode():
         for sample in samples:
-            x = torch.from_numpy(sample.volume.astype(np.float32))[None, None].to(device)
+            x = torch.from_numpy(sample.volume.astype(np.float32))[None, None]
+            x = x.to(device, memory_format=torch.channels_last_3d)
             maps = network(x)[0]
             maps = torch.sigmoid(maps) if sigmoid else maps
             peaks.append(decode_peaks(maps.float().cpu().numpy(), config.decoding)[0])
@@ -80,7 +81,7 @@ def train_fold(config: TrainConfig, train: list[Sample], val: list[Sample], fold
     """
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed + fold)
-    network = build_network(config).to(device)
+    network = build_network(config).to(device, memory_format=torch.channels_last_3d)  # faster 3D convs on CPU
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
     loss_fn = make_loss(config.loss, config.penalty, config.penalty_target)
     dataset = LandmarkDataset(
@@ -103,7 +104,7 @@ def train_fold(config: TrainConfig, train: list[Sample], val: list[Sample], fold
                     if config.steps_per_epoch and step >= config.steps_per_epoch:
                         break
                     target = gaussian_heatmaps(size, points, config.sigma, config.spacing).to(device)
-                    loss = loss_fn(network(volume.to(device)), target)
+                    loss = loss_fn(network(volume.to(device, memory_format=torch.channels_last_3d)), target)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()

@@ -37,11 +37,8 @@ SLICE_VIEWS: tuple[str, str, str] = ("Red", "Yellow", "Green")
 LOW_CONFIDENCE = 0.5
 #: Node attribute holding the detected positions (JSON, LPS) so that "restore" survives scene save/load.
 DETECTED_ATTRIBUTE = "AorticRootLandmarks.Detected"
-#: Fiducial-node events that mean "a control point moved" (during a drag and at its end).
-POINT_MOVED_EVENTS = (
-    slicer.vtkMRMLMarkupsNode.PointModifiedEvent,
-    slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
-)
+#: Node reference from the landmarks to their annulus plane node.
+PLANE_REFERENCE = "AorticRootLandmarks.AnnulusPlane"
 
 
 def lps_to_ras(points_lps: PointsLPS) -> PointsRAS:
@@ -53,8 +50,6 @@ def ras_to_lps(points_ras: PointsRAS) -> PointsLPS:
     """(..., 3) world RAS mm -> (..., 3) world LPS mm (negate x and y)."""
     return np.asarray(points_ras, dtype=np.float64) * np.array([-1.0, -1.0, 1.0])
 
-
-# ---------------------------------------------------------------------------------------------------- volumes
 
 
 def volume_node_to_sitk(volume_node: slicer.vtkMRMLScalarVolumeNode) -> sitk.Image:
@@ -115,8 +110,7 @@ def add_volume_from_sitk(
         The new node, with default display nodes.
     """
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"image '{name}': need a 3D scalar image, got {image.GetDimension()}D "
-                         f"with {image.GetNumberOfComponentsPerPixel()} components")
+        raise InputError(f"image '{name}': need a 3D scalar image")
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     directions = np.eye(4)
     directions[:3, :3] = LPS_TO_RAS @ np.array(image.GetDirection()).reshape(3, 3)
@@ -132,15 +126,11 @@ def add_volume_from_sitk(
     return node
 
 
-# ---------------------------------------------------------------------------------------------------- landmarks
-
-
 def _point_description(confidence: float | None) -> str:
     if confidence is None or not np.isfinite(confidence):
         return ""
-    if confidence < LOW_CONFIDENCE:
-        return f"LOW CONFIDENCE {confidence:.2f}: check this point"
-    return f"confidence {confidence:.2f}"
+    low = confidence < LOW_CONFIDENCE
+    return f"LOW CONFIDENCE {confidence:.2f}: check this point" if low else f"confidence {confidence:.2f}"
 
 
 def set_fiducials(
@@ -214,11 +204,7 @@ def detected_record(node: slicer.vtkMRMLMarkupsFiducialNode) -> dict | None:
 
 
 def restore_detected(node: slicer.vtkMRMLMarkupsFiducialNode) -> bool:
-    """Move the control points back to the detected positions (undo the analyst's corrections).
-
-    Returns:
-        False when the node holds no detection (nothing was changed).
-    """
+    """Move the control points back to the detected positions; False (nothing changed) if none are stored."""
     record = detected_record(node)
     if record is None:
         return False
@@ -228,14 +214,7 @@ def restore_detected(node: slicer.vtkMRMLMarkupsFiducialNode) -> bool:
 
 
 def select_points(names: Sequence[str], points_lps: PointsLPS, wanted: Sequence[str]) -> PointsLPS:
-    """Rows of ``points_lps`` labelled ``wanted``, in that order.
-
-    Args:
-        names: K labels of ``points_lps`` (K, 3).
-        wanted: labels to pick, e.g. ("RCC", "LCC", "NCC").
-
-    Returns:
-        (len(wanted), 3) world LPS mm.
+    """(len(wanted), 3) rows of ``points_lps`` (K, 3, LPS) whose labels ``names`` are ``wanted``, in that order.
 
     Raises:
         InputError: a wanted label is missing (e.g. the analyst renamed or deleted a point).
@@ -248,28 +227,42 @@ def select_points(names: Sequence[str], points_lps: PointsLPS, wanted: Sequence[
 
 
 class ControlPointObserver:
-    """Calls ``callback(node)`` whenever a control point of ``node`` moves (live, while it is dragged).
+    """Calls ``callback(node, dragging)`` whenever a control point of ``node`` moves.
 
-    Observes ``PointModifiedEvent`` (every step of a drag, or a scripted ``SetNthControlPointPosition``) and
-    ``PointEndInteractionEvent``. A change made inside the callback does not call it again.
+    ``PointModifiedEvent`` comes at every step of a drag (``dragging`` True, between the markups widget's
+    ``PointStartInteractionEvent`` and ``PointEndInteractionEvent``) and once for a scripted move such as
+    ``SetNthControlPointPositionWorld`` (``dragging`` False); the end of a drag calls back once more with False.
+    A change made inside the callback does not call it again.
 
     Example:
-        >>> observer = ControlPointObserver(fiducial_node, lambda node: print(get_fiducials_lps(node)))
-        >>> observer.remove()
+        >>> observer = ControlPointObserver(node, lambda node, dragging: print(get_fiducials_lps(node)))
     """
 
-    def __init__(self, node: slicer.vtkMRMLMarkupsNode, callback: Callable[[slicer.vtkMRMLMarkupsNode], None]):
+    def __init__(self, node: slicer.vtkMRMLMarkupsNode, callback: Callable[[slicer.vtkMRMLMarkupsNode, bool], None]):
         self.node = node
+        self.dragging = False
         self._callback = callback
         self._running = False
-        self._tags = [node.AddObserver(event, self._on_event) for event in POINT_MOVED_EVENTS]
+        events = slicer.vtkMRMLMarkupsNode
+        self._tags = [
+            node.AddObserver(events.PointStartInteractionEvent, self._on_start),
+            node.AddObserver(events.PointModifiedEvent, self._on_moved),
+            node.AddObserver(events.PointEndInteractionEvent, self._on_end),
+        ]
 
-    def _on_event(self, caller, event) -> None:
+    def _on_start(self, caller, event) -> None:
+        self.dragging = True
+
+    def _on_end(self, caller, event) -> None:
+        self.dragging = False
+        self._on_moved(caller, event)
+
+    def _on_moved(self, caller, event) -> None:
         if self._running:
             return
         self._running = True
         try:
-            self._callback(self.node)
+            self._callback(self.node, self.dragging)
         finally:
             self._running = False
 
@@ -279,8 +272,6 @@ class ControlPointObserver:
             self.node.RemoveObserver(tag)
         self._tags = []
 
-
-# ---------------------------------------------------------------------------------------------------- plane
 
 
 def set_plane_node(
@@ -294,10 +285,8 @@ def set_plane_node(
     """Show the annulus plane as a locked markups plane node (derived from the landmarks, not edited itself).
 
     Args:
-        scene: the MRML scene.
         plane: centre and unit normal in LPS (normal from the ventricle into the aorta).
-        in_plane_x_lps: (3,) unit in-plane direction for the plane's x axis (e.g. towards RCC), LPS; None lets
-            Slicer choose.
+        in_plane_x_lps: (3,) unit in-plane x axis (e.g. towards RCC), LPS; None lets Slicer choose.
         size_mm: side of the displayed square, mm.
         node: plane node to update; None creates one.
 
@@ -324,6 +313,16 @@ def set_plane_node(
     return node
 
 
+def link_plane(fiducial_node: slicer.vtkMRMLMarkupsFiducialNode, plane_node: slicer.vtkMRMLMarkupsPlaneNode) -> None:
+    """Remember (in the scene, saved with it) which plane node shows the annulus of these landmarks."""
+    fiducial_node.SetNodeReferenceID(PLANE_REFERENCE, plane_node.GetID() if plane_node is not None else None)
+
+
+def linked_plane(fiducial_node: slicer.vtkMRMLMarkupsFiducialNode) -> slicer.vtkMRMLMarkupsPlaneNode | None:
+    """The plane node set by :func:`link_plane`, or None."""
+    return fiducial_node.GetNodeReference(PLANE_REFERENCE)
+
+
 def get_plane_ras(node: slicer.vtkMRMLMarkupsPlaneNode) -> tuple[PointsRAS, PointsRAS]:
     """(centre, unit normal) of a plane node, world RAS."""
     center, normal = np.zeros(3), np.zeros(3)
@@ -331,8 +330,6 @@ def get_plane_ras(node: slicer.vtkMRMLMarkupsPlaneNode) -> tuple[PointsRAS, Poin
     node.GetNormalWorld(normal)
     return center, normal / np.linalg.norm(normal)
 
-
-# ---------------------------------------------------------------------------------------------------- slice views
 
 
 def annulus_slice_frames(plane: Plane, toward_lps: np.ndarray) -> dict[str, np.ndarray]:
@@ -373,14 +370,8 @@ def annulus_slice_frames(plane: Plane, toward_lps: np.ndarray) -> dict[str, np.n
 
 
 def get_slice_nodes(scene: slicer.vtkMRMLScene, create: bool = False) -> dict[str, slicer.vtkMRMLSliceNode]:
-    """The Red, Yellow and Green slice nodes of the scene.
-
-    Args:
-        create: add missing ones (headless use; in Slicer the layout manager has made them).
-
-    Returns:
-        {layout name: slice node}, only those found (or created).
-    """
+    """{layout name: node} of the scene's Red, Yellow, Green slice nodes; ``create`` adds missing ones (headless:
+    in Slicer the layout manager has made them)."""
     found = {}
     for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
         node = scene.GetNthNodeByClass(index, "vtkMRMLSliceNode")
@@ -398,8 +389,8 @@ def get_slice_nodes(scene: slicer.vtkMRMLScene, create: bool = False) -> dict[st
 def set_slice_to_ras(slice_node: slicer.vtkMRMLSliceNode, frame: np.ndarray) -> None:
     """Set a slice node's SliceToRAS from a (4, 4) RAS matrix with orthonormal rotation columns.
 
-    Right-handed frames go through ``SetSliceToRASByNTP`` (N = column 2, T = column 0); left-handed ones (like
-    Slicer's axial preset) cannot, so their matrix is copied in, which is what the Reformat module does.
+    Right-handed frames go through ``SetSliceToRASByNTP`` (N = column 2, T = column 0), which only makes
+    right-handed ones; a left-handed frame (like Slicer's axial preset) is copied into SliceToRAS.
     """
     frame = np.asarray(frame, dtype=np.float64)
     if np.linalg.det(frame[:3, :3]) > 0:
@@ -419,14 +410,13 @@ def reorient_slice_views(
     """Turn Red into the annulus short-axis view and Yellow/Green into the long-axis views (double oblique).
 
     Args:
-        scene: the MRML scene.
         plane: annulus plane, LPS; the views are centred on ``plane.center`` (hinge-point centroid).
         toward_lps: (3,) world LPS mm, the point that appears straight up in Red (RCC).
         field_of_view_mm: shorter side of each view's field of view (zoom to the root); None keeps the zoom.
         create: create missing slice nodes (headless).
 
     Returns:
-        {layout name: slice node} that were reoriented. See :func:`annulus_slice_frames` for the axes.
+        {layout name: slice node} reoriented; axes as in :func:`annulus_slice_frames`.
     """
     nodes = get_slice_nodes(scene, create=create)
     frames = annulus_slice_frames(plane, toward_lps)

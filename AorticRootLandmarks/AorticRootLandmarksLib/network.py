@@ -1,24 +1,24 @@
 """The 3D U-Net that maps a CT on the network grid to one map per landmark.
 
-Layout (``features=(16, 32, 64, 128)``, ``stem_stride=2``, the default; sizes for the 128x128x80 grid)::
+Layout (the default: ``features=(16, 32, 64, 128)``, ``stem_stride=2``; sizes for the 128x128x80 grid)::
 
-    x (B, 1, 128, 128, 80)
-    stem   ConvBlock, first conv stride 2   ->  16 @ 64x64x40  ---------------------------- skip0
-    down1  maxpool + ConvBlock              ->  32 @ 32x32x20  --------------- skip1           |
-    down2  maxpool + ConvBlock              ->  64 @ 16x16x10  -- skip2          |             |
-    down3  maxpool + ConvBlock              -> 128 @  8x8x5       |              |             |
-    up3    transposed conv, cat skip2, ConvBlock -> 64 @ 16x16x10 |              |             |
-    up2    transposed conv, cat skip1, ConvBlock -> 32 @ 32x32x20                |             |
-    up1    transposed conv, cat skip0, ConvBlock -> 16 @ 64x64x40                              |
-    restore transposed conv 2x2x2 stride 2 + LeakyReLU ->  8 @ 128x128x80
-    head   1x1x1 conv, no activation     -> K @ 128x128x80  (raw maps: the GLiP critic, or logits)
+    x        (B, 1, 128, 128, 80)
+    stem     ConvBlock, first conv stride 2          ->  16 @ 64x64x40   (skip 0)
+    downs[0] maxpool + ConvBlock                     ->  32 @ 32x32x20   (skip 1)
+    downs[1] maxpool + ConvBlock                     ->  64 @ 16x16x10   (skip 2)
+    downs[2] maxpool + ConvBlock                     -> 128 @  8x8x5     (bottom)
+    ups[2]   transposed conv, cat skip 2, ConvBlock  ->  64 @ 16x16x10
+    ups[1]   transposed conv, cat skip 1, ConvBlock  ->  32 @ 32x32x20
+    ups[0]   transposed conv, cat skip 0, ConvBlock  ->  16 @ 64x64x40
+    restore  2x2x2 transposed conv stride 2 + LeakyReLU ->  8 @ 128x128x80
+    head     1x1x1 conv, no activation               ->   K @ 128x128x80  (raw: the GLiP critic, or logits)
 
-Why a half-resolution stem: 3x3x3 convolutions on the full 1.3 M-voxel grid dominate the cost on a CPU (a
-full-resolution 8->128 U-Net takes ~1.9 s forward and ~5 s per training step on 2 cores, far over the 1.5 s
-detection budget). The strided stem computes no 3x3x3 convolution at full resolution, yet the final 2x2x2 transposed
-convolution still gives each of the 8 full-resolution children of a coarse voxel its own weights, so the output
-can peak on any voxel of the grid. ``stem_stride=1`` gives the classical full-resolution U-Net. Timings:
-``benchmarks/bench_network.py``.
+Why a half-resolution stem: 3x3x3 convolutions on the full 1.3 M-voxel grid dominate the cost on a CPU. On 2 cores
+(channels_last_3d, batch 1; ``benchmarks/bench_network.py``) the default takes 0.13 s forward and 0.55 s per
+training step, a full-resolution U-Net (``stem_stride=1``, features 8->128) 0.38 s and 1.7 s. The strided stem
+computes no 3x3x3 convolution at full resolution, yet the final 2x2x2 transposed convolution gives each of the 8
+full-resolution children of a coarse voxel its own weights, so the output can peak on any voxel of the grid.
+For speed on a CPU move the network and its input to ``torch.channels_last_3d`` (1.3-2x faster here).
 
 torch is imported at module top on purpose: this module is only imported by code that already needs torch
 (``inference.load_ensemble``, training), so ``import AorticRootLandmarksLib`` stays torch-free.
@@ -39,8 +39,8 @@ UPS = ("transpose", "trilinear")
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
         # Instance norm written as GroupNorm with one channel per group: the same function (per sample and channel,
-        # biased variance, eps 1e-5, affine), but with a native CPU kernel that keeps channels_last_3d, where
-        # InstanceNorm3d reshapes through batch_norm and copies (measured 2x slower forward on this network).
+        # biased variance, eps 1e-5, affine), but a native CPU kernel that keeps channels_last_3d, where
+        # InstanceNorm3d reshapes through batch_norm and copies (forward measured 10-25 % faster on this network).
         return nn.GroupNorm(channels, channels)
     if kind == "batch":
         return nn.BatchNorm3d(channels)

@@ -1,0 +1,49 @@
+"""Fixtures for the MRML tests: a headless scene (slicer-core) set up like Slicer's, and a small phantom CT."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install slicer-core)")
+
+MODULE_DIR = Path(__file__).resolve().parents[2] / "AorticRootLandmarks"
+if str(MODULE_DIR) not in sys.path:  # AorticRootLandmarks.py (the Slicer module) is not pip-installed
+    sys.path.insert(0, str(MODULE_DIR))
+
+from AorticRootLandmarksLib import mrml  # noqa: E402
+
+#: Slice view size in pixels for the headless views (Slicer sets it from the widget).
+VIEW_SIZE = (400, 400)
+
+
+@pytest.fixture
+def scene():
+    """An empty scene with what Slicer's application adds at startup: colour tables and the three slice nodes."""
+    scene = slicer.vtkMRMLScene()
+    colors = slicer.vtkMRMLColorLogic()
+    colors.SetMRMLScene(scene)  # adds vtkMRMLColorTableNodeGrey, which volume display nodes use
+    for node in mrml.get_slice_nodes(scene, create=True).values():
+        node.SetDimensions(*VIEW_SIZE, 1)
+    yield scene
+    scene.Clear(1)
+
+
+@pytest.fixture(scope="session")
+def phantom():
+    """Small synthetic contrast CT of the aortic root with its true hinge points (``case.landmarks_lps`` (3, 3))."""
+    from AorticRootLandmarksLib.phantom import generate_case
+
+    return generate_case(0, size="small")
+
+
+@pytest.fixture
+def logic(scene):
+    """The module's Logic working in ``scene`` (no Qt needed)."""
+    import AorticRootLandmarks
+
+    logic = AorticRootLandmarks.AorticRootLandmarksLogic(scene)
+    yield logic
+    logic.stopLiveUpdate()
