@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Callable
 
 import numpy as np
-import vtk  # noqa: F401  (Slicer modules import vtk first; MRML classes come with it)
+import vtk
 
 import slicer
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsPlaneNode, vtkMRMLScalarVolumeNode

@@ -25,6 +25,7 @@ def scene():
     scene = slicer.vtkMRMLScene()
     colors = slicer.vtkMRMLColorLogic()
     colors.SetMRMLScene(scene)  # adds vtkMRMLColorTableNodeGrey, which volume display nodes use
+    scene.AddNode(slicer.vtkMRMLSelectionNode())  # markups look up length units through it
     for node in mrml.get_slice_nodes(scene, create=True).values():
         node.SetDimensions(*VIEW_SIZE, 1)
     yield scene

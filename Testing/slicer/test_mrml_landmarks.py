@@ -157,3 +157,25 @@ def test_deleted_hinge_label_is_reported_not_raised(scene, logic):
     result.fiducialNode.SetNthControlPointLabel(2, "X")
     update = logic.updateAnnulus(result.fiducialNode)
     assert update.measurements is None and "NCC" in update.error
+
+
+def test_slicer_markups_files_agree_with_our_lps(scene, tmp_path):
+    # Slicer's own .mrk.json writer converts the scene's RAS to LPS: it must give back exactly our LPS input, and a
+    # file from io.write_markups (LPS) must load into MRML at the same points.
+    from AorticRootLandmarksLib import io
+
+    points = np.array([[1.5, -2.25, 30.0], [8.0, 5.0, 31.0], [-8.0, 5.0, 29.0]])
+    node = mrml.set_fiducials(scene, NAMES, points, [0.9, 0.8, 0.2])
+    storage = scene.AddNode(slicer.vtkMRMLMarkupsJsonStorageNode())
+    storage.SetFileName(str(tmp_path / "slicer.mrk.json"))
+    assert storage.WriteData(node)
+    names, read_back = io.read_markups(tmp_path / "slicer.mrk.json")
+    assert names == NAMES
+    np.testing.assert_allclose(read_back, points, atol=0.01)
+
+    io.write_markups(tmp_path / "ours.mrk.json", NAMES, points)
+    loaded = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    reader = scene.AddNode(slicer.vtkMRMLMarkupsJsonStorageNode())
+    reader.SetFileName(str(tmp_path / "ours.mrk.json"))
+    assert reader.ReadData(loaded)
+    np.testing.assert_allclose(mrml.get_fiducials_lps(loaded)[1], points, atol=0.01)

@@ -173,8 +173,10 @@ class RootGeometry:
         H, L = F32(self.stj_height), F32(self.lvot_length)
         top, bottom = H + F32(8), -L - F32(6)
         d_lumen = np.maximum(np.maximum(r - R, bottom - h), h - top)
-        d_wall = np.maximum(np.maximum(r - R - F32(self.wall), F32(-2.5) - h), h - top)
-        d_muscle = np.maximum(np.maximum(r - R - F32(self.muscle), bottom - h), h - F32(1.0))
+        # Caps of wall and muscle lie inside the lumen's extent, so no partial-volume seam where the root meets the
+        # aorta above and the ventricle below.
+        d_wall = np.maximum(np.maximum(r - R - F32(self.wall), F32(-2.5) - h), h - H)  # above: the aorta's wall
+        d_muscle = np.maximum(np.maximum(r - R - F32(self.muscle), bottom + F32(3) - h), h - F32(1.0))
         za = self.attachment_height(t)
         half = F32(self.leaflet_thickness / 2)
         if self.valve_open:
@@ -284,8 +286,8 @@ def sample_params(seed: int, index: int, size: str) -> dict[str, Any]:
     root = {
         "tilt_deg": u(30, 65), "azimuth_deg": u(15, 60), "roll_deg": u(-10, 10),
         "perimeter_mm": u(60, 95), "ratio": u(0.75, 1.0), "major_angle_deg": 90 + u(-25, 25),
-        "nadir_jitter_deg": u(-10, 10, 3), "sinus_depth_mm": u(3.0, 6.5, 3), "stj_height_factor": u(0.75, 0.95),
-        "commissure_frac": u(0.85, 0.95), "stj_radius_factor": u(1.0, 1.15), "lvot_length_mm": u(12, 20),
+        "nadir_jitter_deg": u(-10, 10, 3), "sinus_depth_mm": u(4.0, 8.0, 3), "stj_height_factor": u(0.75, 0.95),
+        "commissure_frac": u(0.85, 0.95), "stj_radius_factor": u(0.95, 1.1), "lvot_length_mm": u(12, 20),
         "lvot_flare": u(-0.04, 0.1), "wall_mm": u(1.5, 2.5), "muscle_mm": u(5, 9), "valve_open": valve_open,
         "leaflet_mm": u(0.9, 1.6), "coaptation_frac": u(0.45, 0.65), "sag_mm": u(0.0, 2.0), "open_bulge": u(0.2, 0.5),
         "ostia": {"rco_t": u(-0.35, 0.35), "rco_h": u(0.5, 0.8), "lco_t": u(-0.35, 0.35), "lco_h": u(0.5, 0.8),
@@ -306,11 +308,11 @@ def sample_params(seed: int, index: int, size: str) -> dict[str, Any]:
         "ra_offset": [u(-8, 0), u(0, 10), u(-25, -10)], "ra_radii": [u(22, 28), u(20, 26), u(24, 30)],
         "rv_offset": [u(-15, 5), u(-45, -32), u(-45, -30)], "rv_radii": [u(40, 50), u(18, 24), u(28, 34)],
         "pa_radius": u(11, 15), "pa_branch_radius": u(8, 11), "svc_radius": u(8, 11),
-        "asc_factor": u(1.0, 1.2), "desc_offset": [u(18, 30), u(-28, -18)], "arch_height_mm": u(70, 95),
+        "asc_factor": u(1.05, 1.3), "desc_offset": [u(18, 30), u(-28, -18)], "arch_height_mm": u(70, 95),
     }
     hu = {
         "blood": blood, "left_atrium": blood * u(0.85, 1.0), "right": blood * u(0.25, 0.95),
-        "svc": min(1500.0, blood * u(0.8, 3.0)), "myocardium": u(80, 130), "fat": u(-115, -75), "muscle": u(35, 60),
+        "svc": min(1500.0, blood * (u(1.5, 3.5) if ra.random() < 0.5 else u(0.4, 1.0))), "myocardium": u(80, 130), "fat": u(-115, -75), "muscle": u(35, 60),
         "lung": u(-880, -820), "cortical": u(350, 750), "cancellous": u(150, 280), "liver": u(55, 100),
         "wall": u(40, 80), "leaflets": u(60, 140), "disc": u(60, 100), "cartilage": u(90, 160), "csf": u(5, 25),
         "table": u(-400, 0), "soft": u(25, 50),
@@ -455,7 +457,7 @@ def build_anatomy(params: dict[str, Any]) -> Anatomy:
         items.append(Layer(shape, float(value), tuple(waves), name))
 
     def mixing(amp):  # slow swirls of unmixed contrast in the right heart
-        return [(*(vr.normal(size=3) / vr.uniform(8, 20)), vr.uniform(0, 6.3), amp) for _ in range(3)]
+        return [(*(_unit(vr.normal(size=3)) / vr.uniform(6, 12)), vr.uniform(0, 6.3), amp) for _ in range(3)]
 
     # ---- heart chambers (positions first: the diaphragm sits under the left ventricle)
     u_lv = _unit(hp["lv_axis"])
@@ -515,22 +517,22 @@ def build_anatomy(params: dict[str, Any]) -> Anatomy:
     lung = Cylinder(O[0], O[1], cav_x - 2, cav_y - 2, -1e5, C[2] + b["lung_top_mm"], floor=(dome_l, 45.0, 0.12))
     add(lung, hu["lung"], "lungs", waves=[(0.0, 0.04, 0.0, 0.0, 20.0)])
     for hilum, side in ((C + [60, 30, 30], 1.0), (C + [-55, 30, 35], -1.0)):
-        for _ in range(12):
-            p, d, r = hilum + vr.normal(0, 8, 3), _unit([side, vr.normal(0, 0.6), vr.normal(0, 0.8)]), 3.5
+        for _ in range(24):
+            p, d, r = hilum + vr.normal(0, 8, 3), _unit([side, vr.normal(0, 0.7), vr.normal(0, 1.0)]), vr.uniform(2.5, 4.5)
             pts, rad = [p], [r]
-            for _ in range(5):
+            for _ in range(7):
                 d = _unit(d + vr.normal(0, 0.35, 3))
-                p = p + d * vr.uniform(15, 22)
+                p = p + d * vr.uniform(12, 20)
                 q = ((p[0] - O[0]) / cav_x) ** 2 + ((p[1] - O[1]) / cav_y) ** 2
                 if q > 0.8 or p[2] < dome_l - 20:
                     break
-                r = max(1.0, r * 0.75)
+                r = max(0.8, r * 0.78)
                 pts.append(p)
                 rad.append(r)
             if len(pts) > 1:
                 add(Tube(np.array(pts), np.array(rad)), vr.uniform(0.3, 0.7) * (hu["blood"] + hu["right"]), "lung vessel")
     med_x, med_w = b["mediastinum_x"]
-    add(Cylinder(O[0] + med_x, O[1], med_w, cav_y, dome_l - 25, C[2] + b["lung_top_mm"] + 20), hu["fat"], "mediastinum")
+    add(Cylinder(O[0] + med_x * 0.5, O[1], med_w * 0.7, cav_y, dome_l - 25, C[2] + b["lung_top_mm"] + 20), hu["fat"], "mediastinum")
 
     # ---- pericardial fat, chambers, great vessels
     boxes = [Ellipsoid(lv_c, lv_axes, epi_r).bbox(), Ellipsoid(rv_c, lv_axes, rv_r + 3).bbox(),
@@ -541,12 +543,12 @@ def build_anatomy(params: dict[str, Any]) -> Anatomy:
     right = hu["right"]
     add(Tube(np.array([[ra_c[0] + 5, ra_c[1] + 10, ra_c[2]], [ra_c[0] + 8, ra_c[1] + 15, C[2] - 400]]), np.array([12.0, 12.0])),
         0.6 * right + 20, "inferior vena cava")
-    add(Ellipsoid(ra_c, np.eye(3), ra_r + 2), hu["myocardium"], "right atrial wall")
-    add(Ellipsoid(ra_c, np.eye(3), ra_r), right, "right atrium", mixing(0.25 * right))
     add(Tube(np.array([[svc_x, svc_y, C[2] + 200], [svc_x, svc_y, ra_c[2] + ra_r[2] * 0.5]]), np.array([svc_r, svc_r])),
-        hu["svc"], "superior vena cava", mixing(0.2 * hu["svc"]))
+        hu["svc"], "superior vena cava", mixing(0.1 * hu["svc"]))
+    add(Ellipsoid(ra_c, np.eye(3), ra_r + 2), hu["myocardium"], "right atrial wall")
+    add(Ellipsoid(ra_c, np.eye(3), ra_r), right, "right atrium", mixing(0.12 * right))
     add(Ellipsoid(rv_c, lv_axes, rv_r + 3), hu["myocardium"], "right ventricular wall")
-    add(Ellipsoid(rv_c, lv_axes, rv_r), right, "right ventricle", mixing(0.15 * right))
+    add(Ellipsoid(rv_c, lv_axes, rv_r), right, "right ventricle", mixing(0.08 * right))
     pa_r, br_r = hp["pa_radius"], hp["pa_branch_radius"]
     keep = root_spheres + aorta_spheres
     q0 = _push_clear(rv_c + lv_axes[2] * 0 + np.array([10.0, 0, rv_r[2] * 0.5]), pa_r, root_spheres)
@@ -585,8 +587,8 @@ def build_anatomy(params: dict[str, Any]) -> Anatomy:
         pts = np.array(pts, float)
         add(Tube(pts, np.full(len(pts), r + 1.5)), hu["soft"], "airway wall")
         add(Tube(pts, np.full(len(pts), r)), -990.0, "airway")
-    for sx in (-1, 1):
-        add(Cylinder(spine_x + sx * 38, spine_y + rvy + 35, 22, 26, -1e5, 1e5), hu["muscle"], "paraspinal muscle")
+    for sx in (-1, 1):  # erector spinae, inside the body outline behind the ribs
+        add(Cylinder(spine_x + sx * 32, O[1] + Ay - b["fat_mm"] - 20, 20, 17, -1e5, 1e5), hu["muscle"], "paraspinal muscle")
     pitch = b["vertebra_mm"] + b["disc_mm"]
     ribs_done = 0
     for z0 in np.arange(C[2] - 350 - (C[2] % pitch), C[2] + 300, pitch):

@@ -89,6 +89,8 @@ def save_preview(case: "PhantomCase", png_path: Union[str, Path], window: tuple[
         uv = _project(pts, c0, u, v)
         dist = np.abs((pts - c0) @ np.cross(u, v))
         for name, (a, b), d in zip(CUSPS, uv, dist):
+            if n_ax > 3 and d > 3:
+                continue
             alpha = 1.0 if d < 3 else 0.45  # faded: hinge point off this slice
             ax.plot(a, b, "o", ms=7, mfc="none", mec=COLORS[name], mew=2, alpha=alpha)
             ax.annotate(name, (a, b), xytext=(6, -6), textcoords="offset points", color=COLORS[name], fontsize=10,
