@@ -88,20 +88,32 @@ def make_grid(image: sitk.Image, spec: GridSpec = GridSpec(), center_lps: Points
     return NetworkGrid(origin=origin, spacing=float(spec.spacing), size=size)
 
 
-def antialias(image: sitk.Image, target_spacing: float) -> sitk.Image:
-    """Block-average the CT by the integer factor that brings each axis closest to, but not above, `target_spacing`.
+def shrink_factors(image: sitk.Image, target_spacing: float) -> np.ndarray:
+    """(3,) integer block-mean factors per image axis for a first, cheap reduction: half of floor(target / spacing).
 
-    A block mean (BinShrink) is a cheap low-pass filter: on a 512x512x320 CT it costs ~0.1 s where a Gaussian costs
-    ~4 s (benchmarks/bench_detect.py). The remaining factor (< 2) is left to linear interpolation.
+    Half, not all: the rest happens on a fine grid nested in the network grid (see `resample_to_grid`), so the final
+    block mean always covers exactly one network voxel. This also bounds the fine grid to < 27x the network grid.
     """
-    factors = [max(1, int(np.floor(target_spacing / s + 1e-6))) for s in image.GetSpacing()]
-    if all(f == 1 for f in factors):
-        return image
-    return sitk.BinShrink(image, factors)
+    factors = np.floor(target_spacing / np.asarray(image.GetSpacing()) + 1e-6).astype(int)
+    return np.maximum(1, factors // 2)
+
+
+def fine_factors(image: sitk.Image, target_spacing: float) -> np.ndarray:
+    """(3,) integer subdivision of each network voxel, per grid (LPS) axis, matching the image's voxel size there."""
+    direction = np.abs(np.array(image.GetDirection()).reshape(3, 3))  # columns: image axes in LPS
+    spacing_along_grid_axes = direction @ np.asarray(image.GetSpacing())
+    return np.maximum(1, np.floor(target_spacing / spacing_along_grid_axes + 1e-6)).astype(int)
 
 
 def resample_to_grid(image: sitk.Image, grid: NetworkGrid, window: tuple[float, float] = GridSpec.window) -> np.ndarray:
-    """Resample a CT (HU) onto the network grid: anti-alias, linear interpolation, window to [0, 1].
+    """Resample a CT (HU) onto the network grid with anti-aliasing, then window to [0, 1].
+
+    Each network voxel gets the mean of the CT over that voxel, computed in three steps: block-mean the CT by about
+    half the downsampling factor (BinShrink), linearly resample onto a fine grid that subdivides every network voxel
+    into g x g x g cells, and block-mean the fine grid by g. Unlike block-mean-then-interpolate this does not depend on
+    where the grid falls relative to the CT voxels, and it is ~10x cheaper than Gaussian smoothing
+    (benchmarks/bench_resample.py: on a 512x512x320 CT, 0.3 s vs 2.5-3.2 s, edge error 4 vs 13 HU for the
+    block-mean-then-interpolate variant).
 
     Args:
         image: 3D CT in HU, any origin/spacing/direction (LPS).
@@ -114,18 +126,26 @@ def resample_to_grid(image: sitk.Image, grid: NetworkGrid, window: tuple[float, 
     low, high = window
     if not high > low:
         raise InputError(f"intensity window {window}: high must exceed low")
-    source = antialias(sitk.Cast(image, sitk.sitkFloat32), grid.spacing)
+    source = sitk.Cast(image, sitk.sitkFloat32)
+    shrink = shrink_factors(image, grid.spacing)
+    if np.any(shrink > 1):
+        source = sitk.BinShrink(source, shrink.tolist())
+    fine = fine_factors(source, grid.spacing)
+    fine_spacing = grid.spacing / fine
+    fine_origin = np.asarray(grid.origin, float) - (fine - 1) / 2.0 * fine_spacing
     resampled = sitk.Resample(
         source,
-        [int(s) for s in grid.size],
+        (np.asarray(grid.size) * fine).tolist(),
         sitk.Transform(),
         sitk.sitkLinear,
-        [float(v) for v in grid.origin],
-        [float(grid.spacing)] * 3,
+        fine_origin.tolist(),
+        fine_spacing.tolist(),
         [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
         AIR_HU,
         sitk.sitkFloat32,
     )
+    if np.any(fine > 1):
+        resampled = sitk.BinShrink(resampled, fine.tolist())
     volume = sitk.GetArrayViewFromImage(resampled).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
     volume = (np.clip(volume, low, high) - low) / (high - low)
     return np.ascontiguousarray(volume, dtype=np.float32)

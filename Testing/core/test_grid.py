@@ -7,7 +7,14 @@ import pytest
 import SimpleITK as sitk
 from conftest import make_image
 
-from AorticRootLandmarksLib.grid import GridSpec, antialias, image_center_lps, make_grid, resample_to_grid
+from AorticRootLandmarksLib.grid import (
+    GridSpec,
+    fine_factors,
+    image_center_lps,
+    make_grid,
+    resample_to_grid,
+    shrink_factors,
+)
 
 OBLIQUE = tuple(
     sitk.VersorTransform((0.3, -0.5, 0.8), 0.7).GetMatrix()  # a rotation: direction cosines of an oblique scan
@@ -62,14 +69,28 @@ def test_window_and_outside_is_air():
     assert volume[0, 0, 0] == pytest.approx(0.0)  # air outside the field of view
 
 
-def test_antialias_factors():
-    image = make_image(size=(40, 40, 20), spacing=(0.4, 0.7, 1.25))
-    shrunk = antialias(image, 1.6)
-    # floor(1.6 / 0.4) = 4, floor(1.6 / 0.7) = 2, floor(1.6 / 1.25) = 1
-    assert shrunk.GetSize() == (10, 20, 20)
-    np.testing.assert_allclose(shrunk.GetSpacing(), (1.6, 1.4, 1.25))
-    # block means keep the physical centre
-    np.testing.assert_allclose(image_center_lps(shrunk), image_center_lps(image), atol=1e-6)
+def test_factors():
+    image = make_image(size=(40, 40, 20), spacing=(0.4, 0.7, 1.25), direction=(0, 1, 0, 1, 0, 0, 0, 0, -1))
+    # floor(1.6 / s) = 4, 2, 1 per image axis; the first, cheap block mean takes half of it
+    np.testing.assert_array_equal(shrink_factors(image, 1.6), [2, 1, 1])
+    # image axis 0 (0.4 mm) runs along LPS y and axis 1 (0.7 mm) along LPS x: fine factors are per grid axis
+    np.testing.assert_array_equal(fine_factors(image, 1.6), [2, 4, 1])
+
+
+def test_output_does_not_depend_on_grid_placement():
+    """Shifting the grid by a fraction of a CT voxel must not change how sharp an edge looks (it did with
+    block-mean-then-interpolate: benchmarks/bench_resample.py)."""
+    array = np.full((40, 40, 160), -1000.0, np.float32)
+    array[:, :, 80:] = 1000.0  # a sharp edge across x at 0.4 mm
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.4, 0.4, 0.4))
+    profiles = []
+    for shift in (0.0, 0.1, 0.2, 0.3):
+        grid = make_grid(image, GridSpec(spacing=1.6, size=(16, 4, 4)), image_center_lps(image) + [shift, 0, 0])
+        volume = resample_to_grid(image, grid, window=(-1000, 1000))
+        profile = volume[:, 1, 1]
+        profiles.append(np.sum((profile > 0.02) & (profile < 0.98)))  # voxels on the ramp of the edge
+    assert max(profiles) == 1  # an edge inside one network voxel is one grey voxel, wherever it falls
 
 
 def test_antialias_suppresses_aliasing():

@@ -55,10 +55,27 @@ def generate_case(index: int, seed: int = 0, size: str = "full") -> PhantomCase:
     Returns:
         The PhantomCase.
     """
-    params = sample_params(seed, index, size)
+    return case_from_params(sample_params(seed, index, size))
+
+
+def case_from_params(params: dict[str, Any]) -> PhantomCase:
+    """Render a case from its parameters (``sample_params`` output, or ``truth["params"]`` of a written case).
+
+    Editing the parameters (e.g. the grid, to benchmark the largest image) gives a modified case.
+    """
+    seed, index = params["seed"], params["index"]
     anat = build_anatomy(params)
     rng = np.random.default_rng([seed, index, 2])
-    hu = form_image(anat.items, anat.out_grid, anat.root_grid, anat.heart_box, anat.imaging, rng, anat.coarse_spacing)
+    hu = form_image(
+        anat.items,
+        anat.out_grid,
+        anat.root_grid,
+        anat.heart_box,
+        anat.imaging,
+        rng,
+        anat.coarse_spacing,
+        anat.fine_from,
+    )
     np.rint(hu, out=hu)
     np.clip(hu, -1024, 3071, out=hu)
     image = anat.out_grid.image(hu.astype(np.int16))
@@ -69,8 +86,12 @@ def generate_case(index: int, seed: int = 0, size: str = "full") -> PhantomCase:
         "landmarks": {name: [float(v) for v in p] for name, p in zip(CUSPS, landmarks)},
         "quality": params["quality"],
         "params": params,
-        "image": {"size": list(image.GetSize()), "spacing": list(image.GetSpacing()),
-                  "origin": list(image.GetOrigin()), "direction": list(image.GetDirection())},
+        "image": {
+            "size": list(image.GetSize()),
+            "spacing": list(image.GetSpacing()),
+            "origin": list(image.GetOrigin()),
+            "direction": list(image.GetDirection()),
+        },
     }
     return PhantomCase(f"phantom_{index:04d}", image, landmarks, params["quality"], truth)
 
@@ -92,8 +113,16 @@ def _progress(iterable, total: int, enabled: bool, desc: str):
     return tqdm(iterable, total=total, desc=desc, unit="case")
 
 
-def write_dataset(out_dir: Union[str, Path], n: int, seed: int = 0, fmt: str = "nifti", size: str = "full",
-                  preview: bool = False, force: bool = False, progress: bool = True) -> Path:
+def write_dataset(
+    out_dir: Union[str, Path],
+    n: int,
+    seed: int = 0,
+    fmt: str = "nifti",
+    size: str = "full",
+    preview: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
     """Write ``n`` phantom cases with images, markups, manifest and truth, atomically (no partial output).
 
     Layout of ``out_dir``: ``images/<case_id>.nii.gz`` (or ``images/<case_id>/`` DICOM series),
@@ -130,10 +159,19 @@ def write_dataset(out_dir: Union[str, Path], n: int, seed: int = 0, fmt: str = "
                 io.write_image(case.image, image_path)
             else:
                 image_path = tmp / "images" / cid
-                write_dicom_series(case.image, image_path, uid_key=f"aortic-root-phantom/{seed}/{cid}", patient_id=cid,
-                                   description=f"Synthetic aortic root CT {cid} (quality {case.quality})")
-            io.write_markups(tmp / "markups" / f"{cid}.mrk.json", list(CUSPS), case.landmarks_lps,
-                             descriptions=[f"{name} hinge point (cusp nadir)" for name in CUSPS])
+                write_dicom_series(
+                    case.image,
+                    image_path,
+                    uid_key=f"aortic-root-phantom/{seed}/{cid}",
+                    patient_id=cid,
+                    description=f"Synthetic aortic root CT {cid} (quality {case.quality})",
+                )
+            io.write_markups(
+                tmp / "markups" / f"{cid}.mrk.json",
+                list(CUSPS),
+                case.landmarks_lps,
+                descriptions=[f"{name} hinge point (cusp nadir)" for name in CUSPS],
+            )
             cases.append(io.Case(cid, image_path.resolve(), case.landmarks_lps, case.quality))
             truth[cid] = case.truth
             if preview:

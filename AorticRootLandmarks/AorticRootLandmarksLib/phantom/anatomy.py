@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .render import F32
+from .render import F32, Capsule, Cylinder, Ellipsoid, Grid, Layer, Table, Tube, blend, occupancy
 
 GRADES = ("1", "2", "3-", "3+", "4")
 GRADE_PROBS = (0.03, 0.25, 0.46, 0.25, 0.01)
@@ -40,10 +40,6 @@ def ramanujan_perimeter(a: float, b: float) -> float:
 
 def _smoothstep(t):
     return t * t * (3 - 2 * t)
-
-
-def _wrap(a):
-    return (a + np.pi) % (2 * np.pi) - np.pi
 
 
 @dataclass(frozen=True)
@@ -103,18 +99,16 @@ class RootGeometry:
 
     def sinus_coords(self, psi):
         """Sinus index k (0 RCC, 1 LCC, 2 NCC) and position t in [-1, 1] (0 nadir, +-1 commissures) of ``psi``."""
-        right, left = self._half_widths()
-        best_t = best_k = None
-        for k in range(3):
-            d = _wrap(psi - F32(self.nadir_angles[k]))
-            t = d * np.where(d >= 0, F32(1 / right[k]), F32(1 / left[k]))
-            if best_t is None:
-                best_t, best_k = t, np.zeros(np.shape(t), np.int8)
-            else:
-                better = np.abs(t) < np.abs(best_t)
-                best_t = np.where(better, t, best_t)
-                best_k = np.where(better, np.int8(k), best_k)
-        return best_k, best_t
+        two_pi = 2 * np.pi
+        n1, n2 = (self.nadir_angles[1:] - self.nadir_angles[0]) % two_pi
+        rel = np.mod(np.asarray(psi, F32) - F32(self.nadir_angles[0]), F32(two_pi))
+        # Six arcs between nadirs and commissures (mid-angles): nadir 0, comm 0-1, nadir 1, comm 1-2, nadir 2, comm 2-0.
+        edges = np.array([n1 / 2, n1, (n1 + n2) / 2, n2, (n2 + two_pi) / 2], F32)
+        anchor = np.array([0, n1, n1, n2, n2, two_pi], F32)
+        half = np.array([n1, n1, n2 - n1, n2 - n1, two_pi - n2, two_pi - n2], F32) / 2
+        seg = np.searchsorted(edges, rel, side="right")
+        t = (rel - anchor[seg]) / half[seg]
+        return np.array([0, 1, 1, 2, 2, 0], np.int8)[seg], np.clip(t, -1, 1)
 
     def angle_of(self, k: int, t: float) -> float:
         right, left = self._half_widths()
@@ -178,7 +172,7 @@ class RootGeometry:
         d_wall = np.maximum(np.maximum(r - R - F32(self.wall), F32(-2.5) - h), h - H)  # above: the aorta's wall
         d_muscle = np.maximum(np.maximum(r - R - F32(self.muscle), bottom + F32(3) - h), h - F32(1.0))
         za = self.attachment_height(t)
-        half = F32(self.leaflet_thickness / 2)
+        half = F32(2.0)
         if self.valve_open:
             r_leaf = base + F32(self.open_bulge) * bulge
             d_leaf = np.maximum(np.maximum(np.abs(r - r_leaf) - half, za - h), h - F32(self.commissure_height))
@@ -190,9 +184,16 @@ class RootGeometry:
             d_leaf = np.maximum(np.abs(h - zl) / np.sqrt(1 + slope * slope) - half, r - r_att)
         return {"muscle": d_muscle, "wall": d_wall, "lumen": d_lumen, "leaflets": d_leaf}
 
+    def fine_extent(self) -> tuple[float, float, float]:
+        """(radius, lowest h, highest h) of the region worth rendering finely: lumen, leaflets, wall and calcium."""
+        rmax = self.semi_major + float(np.max(self.sinus_depth)) + max(self.stj_radius - self.semi_minor, 0)
+        return rmax + self.wall + 3.0, -8.0, self.stj_height + 6.0
+
     def extent(self) -> tuple[float, float, float]:
         """(max radius incl. wall, lowest h, highest h) of everything painted by ``distances``."""
-        rmax = self.semi_major + float(np.max(self.sinus_depth)) + max(self.stj_radius - self.semi_minor, 0) + self.muscle
+        rmax = (
+            self.semi_major + float(np.max(self.sinus_depth)) + max(self.stj_radius - self.semi_minor, 0) + self.muscle
+        )
         return rmax + 1.0, -self.lvot_length - 7.0, self.stj_height + 9.0
 
     def bbox(self) -> tuple[np.ndarray, np.ndarray]:
@@ -230,8 +231,6 @@ class RootPainter:
         return self.root.bbox()
 
     def paint(self, hu, x, y, z, ramp):
-        from .render import blend, occupancy
-
         d = self.root.distances(x, y, z)
         for part in ("muscle", "wall", "lumen", "leaflets"):
             blend(hu, np.broadcast_to(occupancy(d[part], ramp), hu.shape), F32(self.hu[part]))
@@ -255,12 +254,25 @@ def root_from_params(p: dict, center: np.ndarray) -> RootGeometry:
     mean_r = perim / (2 * math.pi)
     stj_h = p["stj_height_factor"] * 2 * mean_r
     return RootGeometry(
-        center=np.asarray(center, float), frame=np.stack([e1, e2, n], 1), semi_major=a, semi_minor=b,
-        major_angle=math.radians(p["major_angle_deg"]), nadir_angles=nadir, sinus_depth=np.array(p["sinus_depth_mm"]),
-        stj_height=stj_h, commissure_height=p["commissure_frac"] * stj_h, stj_radius=p["stj_radius_factor"] * mean_r,
-        lvot_length=p["lvot_length_mm"], lvot_flare=p["lvot_flare"], wall=p["wall_mm"], muscle=p["muscle_mm"],
-        valve_open=bool(p["valve_open"]), leaflet_thickness=p["leaflet_mm"],
-        coaptation_height=p["coaptation_frac"] * p["commissure_frac"] * stj_h, sag=p["sag_mm"], open_bulge=p["open_bulge"],
+        center=np.asarray(center, float),
+        frame=np.stack([e1, e2, n], 1),
+        semi_major=a,
+        semi_minor=b,
+        major_angle=math.radians(p["major_angle_deg"]),
+        nadir_angles=nadir,
+        sinus_depth=np.array(p["sinus_depth_mm"]),
+        stj_height=stj_h,
+        commissure_height=p["commissure_frac"] * stj_h,
+        stj_radius=p["stj_radius_factor"] * mean_r,
+        lvot_length=p["lvot_length_mm"],
+        lvot_flare=p["lvot_flare"],
+        wall=p["wall_mm"],
+        muscle=p["muscle_mm"],
+        valve_open=bool(p["valve_open"]),
+        leaflet_thickness=p["leaflet_mm"],
+        coaptation_height=p["coaptation_frac"] * p["commissure_frac"] * stj_h,
+        sag=p["sag_mm"],
+        open_bulge=p["open_bulge"],
     )
 
 
@@ -284,58 +296,140 @@ def sample_params(seed: int, index: int, size: str) -> dict[str, Any]:
     blood = u(*blood_rng)
     valve_open = bool(ra.random() < 0.5)
     root = {
-        "tilt_deg": u(30, 65), "azimuth_deg": u(15, 60), "roll_deg": u(-10, 10),
-        "perimeter_mm": u(60, 95), "ratio": u(0.75, 1.0), "major_angle_deg": 90 + u(-25, 25),
-        "nadir_jitter_deg": u(-10, 10, 3), "sinus_depth_mm": u(4.0, 8.0, 3), "stj_height_factor": u(0.75, 0.95),
-        "commissure_frac": u(0.85, 0.95), "stj_radius_factor": u(0.95, 1.1), "lvot_length_mm": u(12, 20),
-        "lvot_flare": u(-0.04, 0.1), "wall_mm": u(1.5, 2.5), "muscle_mm": u(5, 9), "valve_open": valve_open,
-        "leaflet_mm": u(0.9, 1.6), "coaptation_frac": u(0.45, 0.65), "sag_mm": u(0.0, 2.0), "open_bulge": u(0.2, 0.5),
-        "ostia": {"rco_t": u(-0.35, 0.35), "rco_h": u(0.5, 0.8), "lco_t": u(-0.35, 0.35), "lco_h": u(0.5, 0.8),
-                  "rca_radius_mm": u(1.5, 2.2), "lm_radius_mm": u(2.0, 2.6)},
+        "tilt_deg": u(30, 65),
+        "azimuth_deg": u(15, 60),
+        "roll_deg": u(-10, 10),
+        "perimeter_mm": u(60, 95),
+        "ratio": u(0.75, 1.0),
+        "major_angle_deg": 90 + u(-25, 25),
+        "nadir_jitter_deg": u(-10, 10, 3),
+        "sinus_depth_mm": u(4.0, 8.0, 3),
+        "stj_height_factor": u(0.75, 0.95),
+        "commissure_frac": u(0.85, 0.95),
+        "stj_radius_factor": u(0.95, 1.1),
+        "lvot_length_mm": u(12, 20),
+        "lvot_flare": u(-0.04, 0.1),
+        "wall_mm": u(1.5, 2.5),
+        "muscle_mm": u(5, 9),
+        "valve_open": valve_open,
+        "leaflet_mm": u(0.9, 1.6),
+        "coaptation_frac": u(0.45, 0.65),
+        "sag_mm": u(0.0, 2.0),
+        "open_bulge": u(0.2, 0.5),
+        "ostia": {
+            "rco_t": u(-0.35, 0.35),
+            "rco_h": u(0.5, 0.8),
+            "lco_t": u(-0.35, 0.35),
+            "lco_h": u(0.5, 0.8),
+            "rca_radius_mm": u(1.5, 2.2),
+            "lm_radius_mm": u(2.0, 2.6),
+        },
     }
     body = {
-        "semi_x": u(140, 185), "semi_y": u(95, 130), "fat_mm": u(8, 30), "muscle_mm": u(8, 16),
-        "offset_mm": [u(-30, 30), u(-50, 50), u(-300, 150)], "root_xy": [u(-5, 20), u(-0.32, -0.15)],
-        "table": bool(ra.random() < 0.7), "table_gap_mm": u(0, 8), "table_mm": u(15, 45),
-        "spine_x": u(-5, 5), "spine_depth_mm": u(62, 80), "vertebra_mm": u(22, 27), "disc_mm": u(5, 7),
-        "vertebra_radii": [u(14, 18), u(12, 15)], "lung_top_mm": u(150, 190), "dome_mm": u(5, 20),
-        "mediastinum_x": [u(0, 15), u(38, 50)], "rib_drop_mm": u(40, 70), "vessel_seed": int(ra.integers(1 << 30)),
+        "semi_x": u(140, 185),
+        "semi_y": u(95, 130),
+        "fat_mm": u(8, 30),
+        "muscle_mm": u(8, 16),
+        "offset_mm": [u(-30, 30), u(-50, 50), u(-300, 150)],
+        "root_xy": [u(-5, 20), u(-0.32, -0.15)],
+        "table": bool(ra.random() < 0.7),
+        "table_gap_mm": u(0, 8),
+        "table_mm": u(15, 45),
+        "spine_x": u(-5, 5),
+        "spine_depth_mm": u(62, 80),
+        "vertebra_mm": u(22, 27),
+        "disc_mm": u(5, 7),
+        "vertebra_radii": [u(14, 18), u(12, 15)],
+        "lung_top_mm": u(150, 190),
+        "dome_mm": u(5, 20),
+        "mediastinum_x": [u(0, 15), u(38, 50)],
+        "rib_drop_mm": u(40, 70),
+        "vessel_seed": int(ra.integers(1 << 30)),
     }
     heart = {
         "lv_axis": [0.55 + u(-0.15, 0.15), -0.45 + u(-0.15, 0.15), -0.7 + u(-0.15, 0.15)],
-        "lv_radii": [u(38, 48), u(20, 26), u(18, 24)], "myo_mm": u(8, 12),
-        "la_offset": [u(-5, 15), u(30, 42), u(-5, 10)], "la_radii": [u(28, 36), u(17, 23), u(20, 27)],
-        "ra_offset": [u(-8, 0), u(0, 10), u(-25, -10)], "ra_radii": [u(22, 28), u(20, 26), u(24, 30)],
-        "rv_offset": [u(-15, 5), u(-45, -32), u(-45, -30)], "rv_radii": [u(40, 50), u(18, 24), u(28, 34)],
-        "pa_radius": u(11, 15), "pa_branch_radius": u(8, 11), "svc_radius": u(8, 11),
-        "asc_factor": u(1.05, 1.3), "desc_offset": [u(18, 30), u(-28, -18)], "arch_height_mm": u(70, 95),
+        "lv_radii": [u(38, 48), u(20, 26), u(18, 24)],
+        "myo_mm": u(8, 12),
+        "la_offset": [u(-5, 15), u(30, 42), u(-5, 10)],
+        "la_radii": [u(28, 36), u(17, 23), u(20, 27)],
+        "ra_offset": [u(-8, 0), u(0, 10), u(-25, -10)],
+        "ra_radii": [u(22, 28), u(20, 26), u(24, 30)],
+        "rv_offset": [u(-15, 5), u(-45, -32), u(-45, -30)],
+        "rv_radii": [u(40, 50), u(18, 24), u(28, 34)],
+        "pa_radius": u(11, 15),
+        "pa_branch_radius": u(8, 11),
+        "svc_radius": u(8, 11),
+        "asc_factor": u(1.05, 1.3),
+        "desc_offset": [u(18, 30), u(-28, -18)],
+        "arch_height_mm": u(70, 95),
     }
     hu = {
-        "blood": blood, "left_atrium": blood * u(0.85, 1.0), "right": blood * u(0.25, 0.95),
-        "svc": min(1500.0, blood * (u(1.5, 3.5) if ra.random() < 0.5 else u(0.4, 1.0))), "myocardium": u(80, 130), "fat": u(-115, -75), "muscle": u(35, 60),
-        "lung": u(-880, -820), "cortical": u(350, 750), "cancellous": u(150, 280), "liver": u(55, 100),
-        "wall": u(40, 80), "leaflets": u(60, 140), "disc": u(60, 100), "cartilage": u(90, 160), "csf": u(5, 25),
-        "table": u(-400, 0), "soft": u(25, 50),
+        "blood": blood,
+        "left_atrium": blood * u(0.85, 1.0),
+        "right": blood * u(0.25, 0.95),
+        "svc": min(1500.0, blood * (u(1.5, 3.5) if ra.random() < 0.5 else u(0.4, 1.0))),
+        "myocardium": u(80, 130),
+        "fat": u(-115, -75),
+        "muscle": u(35, 60),
+        "lung": u(-880, -820),
+        "cortical": u(350, 750),
+        "cancellous": u(150, 280),
+        "liver": u(55, 100),
+        "wall": u(40, 80),
+        "leaflets": u(60, 140),
+        "disc": u(60, 100),
+        "cartilage": u(90, 160),
+        "csf": u(5, 25),
+        "table": u(-400, 0),
+        "soft": u(25, 50),
     }
     calcs = []
     for _ in range(int(ra.poisson(n_calc))):
         if ra.random() < 0.7:
-            calcs.append({"kind": "leaflet", "cusp": int(ra.integers(3)), "frac": u(0.0, 0.6), "t": u(-0.85, 0.85),
-                          "radius_mm": u(0.6, 2.2), "hu": u(600, 2000)})
+            calcs.append(
+                {
+                    "kind": "leaflet",
+                    "cusp": int(ra.integers(3)),
+                    "frac": u(0.0, 0.6),
+                    "t": u(-0.85, 0.85),
+                    "radius_mm": u(0.6, 2.2),
+                    "hu": u(600, 2000),
+                }
+            )
         else:
-            calcs.append({"kind": "annulus", "psi": u(0, 2 * math.pi), "h": u(-1.5, 1.5), "dr": u(0.0, 1.5),
-                          "radius_mm": u(0.6, 2.0), "hu": u(600, 2000)})
-    imaging: dict[str, Any] = {"noise_std": u(*noise_rng), "white_frac": u(0.3, 0.5), "corr_mm": u(0.6, 1.2),
-                               "blur_mm": u(0.35, 0.8)}
+            calcs.append(
+                {
+                    "kind": "annulus",
+                    "psi": u(0, 2 * math.pi),
+                    "h": u(-1.5, 1.5),
+                    "dr": u(0.0, 1.5),
+                    "radius_mm": u(0.6, 2.0),
+                    "hu": u(600, 2000),
+                }
+            )
+    imaging: dict[str, Any] = {
+        "noise_std": u(*noise_rng),
+        "white_frac": u(0.3, 0.5),
+        "corr_mm": u(0.6, 1.2),
+        "blur_mm": u(0.35, 0.8),
+    }
     if ra.random() < p_streak:
         m = int(ra.integers(6, 17))
-        scale = 1.6 if grade in ("1", "2") else 1.0
-        imaging["streaks"] = {"source_kind": "calc" if calcs and ra.random() < 0.5 else "svc",
-                              "angles": u(0, math.pi, m), "amps": [a * scale * (1 if i % 2 else -1) for i, a in enumerate(u(15, 45, m))],
-                              "width_mm": u(0.6, 1.5), "decay_mm": u(30, 80), "z_sigma_mm": u(6, 20)}
+        scale = {"1": 3.0, "2": 2.0}.get(grade, 1.0)
+        imaging["streaks"] = {
+            "source_kind": "calc" if calcs and ra.random() < 0.5 else "svc",
+            "angles": u(0, math.pi, m),
+            "amps": [a * scale * (1 if i % 2 else -1) for i, a in enumerate(u(20, 50, m))],
+            "width_mm": u(1.0, 2.5),
+            "decay_mm": u(60, 120),
+            "z_sigma_mm": u(6, 20),
+        }
     if ra.random() < p_motion:
         v = ra.normal(size=3)
-        imaging["motion"] = {"shift_mm": [float(x) for x in v / np.linalg.norm(v) * u(1.5, 4.0)], "alpha": u(0.15, 0.35)}
+        imaging["motion"] = {
+            "shift_mm": [float(x) for x in v / np.linalg.norm(v) * u(1.5, 4.0)],
+            "alpha": u(0.15, 0.35),
+        }
     if grade in ("1", "2") and ra.random() < 0.5:
         imaging["band_offsets"] = [u(-25, 25) for _ in range(4)]
 
@@ -351,9 +445,25 @@ def sample_params(seed: int, index: int, size: str) -> dict[str, Any]:
             flip = [bool(v) for v in rg.random(3) < 0.5]
     off = rg.normal(size=3)
     off = off / np.linalg.norm(off) * 12.0 * float(rg.random()) ** (1 / 3)  # uniform in a 12 mm ball
-    grid = {"size": [nxy, nxy, nz], "spacing": [sxy, sxy, sz], "flip": flip, "center_offset_mm": [float(v) for v in off]}
-    return {"seed": int(seed), "index": int(index), "size": size, "quality": grade, "root": root, "body": body,
-            "heart": heart, "hu": hu, "calcs": calcs, "imaging": imaging, "grid": grid}
+    grid = {
+        "size": [nxy, nxy, nz],
+        "spacing": [sxy, sxy, sz],
+        "flip": flip,
+        "center_offset_mm": [float(v) for v in off],
+    }
+    return {
+        "seed": int(seed),
+        "index": int(index),
+        "size": size,
+        "quality": grade,
+        "root": root,
+        "body": body,
+        "heart": heart,
+        "hu": hu,
+        "calcs": calcs,
+        "imaging": imaging,
+        "grid": grid,
+    }
 
 
 # ============================================================================================ thorax and heart layout
@@ -370,6 +480,7 @@ class Anatomy:
         heart_box: (lo, hi) world box of the heart (motion artefacts).
         imaging: the sampled imaging parameters with streak source / bands resolved to world positions.
         out_grid: the output image grid; root_grid: fine grid around the root; coarse_spacing: mm.
+        fine_from: index of the first item repainted on the fine root grid (the heart onwards).
     """
 
     root: RootGeometry
@@ -377,14 +488,39 @@ class Anatomy:
     ostia: dict[str, np.ndarray]
     heart_box: tuple[np.ndarray, np.ndarray]
     imaging: dict[str, Any]
-    out_grid: Any
-    root_grid: Any
+    out_grid: Grid
+    root_grid: Grid
     coarse_spacing: float
+    fine_from: int
+
+
+def build_anatomy(params: dict[str, Any]) -> Anatomy:
+    """Place every structure of the case in world LPS mm from ``sample_params`` output."""
+    root = root_from_params(params["root"], _ring_centre(params["body"]))
+    lay = _place(params, root)
+    vr = np.random.default_rng(params["body"]["vessel_seed"])  # vessel trees and contrast swirls
+    items: list = []
+    _body_items(lay, items, vr)
+    fine_from = len(items)
+    heart_box = _heart_items(lay, items, vr)
+    _posterior_items(lay, items, vr)
+    ostia = _root_items(lay, items)
+    out_grid, root_grid, coarse = _grids(params, root)
+    return Anatomy(root, items, ostia, heart_box, _imaging(params, lay, items), out_grid, root_grid, coarse, fine_from)
 
 
 def _unit(v) -> np.ndarray:
     v = np.asarray(v, float)
     return v / np.linalg.norm(v)
+
+
+def _add(items: list, shape, value: float, name: str, waves=()) -> None:
+    items.append(Layer(shape, float(value), tuple(waves), name))
+
+
+def _ring_centre(body: dict) -> np.ndarray:
+    """World LPS mm of the annulus centre: the body axis is at ``offset_mm`` (x, y), the ring at its z."""
+    return np.array(body["offset_mm"], float) + [body["root_xy"][0], body["root_xy"][1] * body["semi_y"], 0.0]
 
 
 def _spline(points: np.ndarray, radii: np.ndarray, step: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
@@ -424,9 +560,9 @@ def _push_clear(p: np.ndarray, r: float, spheres: list[tuple[np.ndarray, float]]
     return p
 
 
-def _push_ellipsoid(ell_center, axes, radii, direction, keep_out: np.ndarray, limit: float) -> np.ndarray:
+def _push_ellipsoid(center, axes, radii, direction, keep_out: np.ndarray, limit: float) -> np.ndarray:
     """Shift an ellipsoid along ``direction`` (1 mm steps, at most ``limit``) until no keep-out point is inside."""
-    c = np.array(ell_center, float)
+    c = np.array(center, float)
     for _ in range(int(limit)):
         u = (keep_out - c) @ np.asarray(axes).T / np.asarray(radii)
         if np.all((u**2).sum(1) >= 1.0):
@@ -435,223 +571,309 @@ def _push_ellipsoid(ell_center, axes, radii, direction, keep_out: np.ndarray, li
     return c
 
 
-def build_anatomy(params: dict[str, Any]) -> Anatomy:
-    """Place every structure of the case in world LPS mm from ``sample_params`` output."""
-    from .render import Capsule, Cylinder, Ellipsoid, Grid, Layer, Table, Tube
+@dataclass
+class _Layout:
+    """Positions shared by the layout steps, world LPS mm (chambers are ellipsoids: centre, axes rows, radii)."""
 
-    b, hp, hu, rp = params["body"], params["heart"], params["hu"], params["root"]
-    vr = np.random.default_rng(b["vessel_seed"])
-    O = np.array(b["offset_mm"], float)  # body axis at (x, y) = O[:2]; the ring centre at z = O[2]
-    Ax, Ay = b["semi_x"], b["semi_y"]
-    cav_x, cav_y = Ax - b["fat_mm"] - b["muscle_mm"], Ay - b["fat_mm"] - b["muscle_mm"]
-    C = O + np.array([b["root_xy"][0], b["root_xy"][1] * Ay, 0.0])
-    root = root_from_params(rp, C)
-    n, H = root.normal, root.stj_height
+    params: dict
+    root: RootGeometry
+    origin: np.ndarray  # body axis (x, y), ring level z
+    cavity: tuple[float, float]  # semi-axes of the thoracic cavity inside fat and muscle
+    lv: tuple[np.ndarray, np.ndarray, np.ndarray]  # cavity; the epicardium adds myo_mm
+    rv: tuple[np.ndarray, np.ndarray, np.ndarray]
+    la: np.ndarray
+    ra: np.ndarray
+    spine: tuple[float, float]  # x, y of the vertebral bodies' centres
+    aorta: tuple[np.ndarray, np.ndarray]  # centre line (N, 3), radii (N,)
+    svc: tuple[float, float]  # x, y
+    dome: float  # z of the left diaphragm dome
+    keep_root: list  # keep-out spheres around the root
+    keep_aorta: list
+
+    @property
+    def centre(self) -> np.ndarray:
+        return self.root.center
+
+
+def _place(params: dict, root: RootGeometry) -> _Layout:
+    """Heart chambers, aorta and caval veins around the root, pushed clear of it (no chamber swallows a sinus)."""
+    b, hp = params["body"], params["heart"]
+    O = np.array(b["offset_mm"], float)
+    C, n, H = root.center, root.normal, root.stj_height
     rmax = root.semi_major + float(np.max(root.sinus_depth))
-    root_pts = np.array([root.world(rmax + root.wall + 2, psi, h) for h in (-3.0, 0.0, H / 2, H)
-                         for psi in np.linspace(0, 2 * np.pi, 12, endpoint=False)])
-    root_spheres = [(C + n * h, rmax + 3.0) for h in np.linspace(-root.lvot_length, H, 6)]
-    items: list = []
-
-    def add(shape, value, name, waves=()):
-        items.append(Layer(shape, float(value), tuple(waves), name))
-
-    def mixing(amp):  # slow swirls of unmixed contrast in the right heart
-        return [(*(_unit(vr.normal(size=3)) / vr.uniform(6, 12)), vr.uniform(0, 6.3), amp) for _ in range(3)]
-
-    # ---- heart chambers (positions first: the diaphragm sits under the left ventricle)
+    keep = np.array(
+        [root.world(rmax + root.wall + 2, a, h) for h in (-3.0, 0.0, H / 2, H) for a in np.linspace(0, 6.28, 12)]
+    )
     u_lv = _unit(hp["lv_axis"])
     v_lv = _unit(np.cross(u_lv, [0.0, 0.0, 1.0]))
-    lv_axes = np.stack([u_lv, v_lv, np.cross(u_lv, v_lv)])
+    axes = np.stack([u_lv, v_lv, np.cross(u_lv, v_lv)])
     lv_r = np.array(hp["lv_radii"])
-    E = C - n * root.lvot_length
-    lv_c = _push_ellipsoid(E + u_lv * 0.6 * lv_r[0], lv_axes, lv_r, u_lv, root_pts, 0.35 * lv_r[0])
-    epi_r = lv_r + hp["myo_mm"]
-    apex_z = float((lv_c + u_lv * epi_r[0])[2])
-    rv_r = np.array(hp["rv_radii"])
-    rv_c = _push_ellipsoid(C + np.array(hp["rv_offset"]), lv_axes, rv_r + 3, _unit(np.array(hp["rv_offset"]) * [1, 1, 0.3]), root_pts, 40)
-    la_r = np.array(hp["la_radii"])
-    la_c = _push_ellipsoid(C + np.array(hp["la_offset"]), np.eye(3), la_r + 2.5, np.array([0.0, 1.0, 0.0]), root_pts, 40)
+    E = C - n * root.lvot_length  # outflow tract entrance, inside the ventricle's base
+    lv_c = _push_ellipsoid(E + u_lv * 0.6 * lv_r[0], axes, lv_r, u_lv, keep, 0.35 * lv_r[0])
+    rv_off, rv_r = np.array(hp["rv_offset"]), np.array(hp["rv_radii"])
+    rv_c = _push_ellipsoid(C + rv_off, axes, rv_r + 3, _unit(rv_off * [1, 1, 0.3]), keep, 40)
+    la_c = _push_ellipsoid(C + hp["la_offset"], np.eye(3), np.array(hp["la_radii"]) + 2.5, [0, 1.0, 0], keep, 40)
 
-    # ---- aorta centre line: ring -> STJ -> ascending -> arch -> descending
-    spine_x = O[0] + b["spine_x"]
-    spine_y = O[1] + Ay - b["spine_depth_mm"]
-    rvx, rvy = b["vertebra_radii"]
+    spine = (O[0] + b["spine_x"], O[1] + b["semi_y"] - b["spine_depth_mm"])
     r_stj = root.stj_radius
     r_asc = r_stj * hp["asc_factor"]
     r_desc = float(np.clip(0.72 * r_asc, 9, 14))
-    desc_x = spine_x + max(hp["desc_offset"][0], rvx + 0.6 * r_desc)
-    desc_y = spine_y + hp["desc_offset"][1] + 10
+    desc = (
+        spine[0] + max(hp["desc_offset"][0], b["vertebra_radii"][0] + 0.6 * r_desc),
+        spine[1] + hp["desc_offset"][1] + 10,
+    )
     S = C + n * H
     P1 = S + n * 15
     arch_z = C[2] + hp["arch_height_mm"]
     P2 = np.array([P1[0] - 3, P1[1] + 2, max(P1[2] + 12, C[2] + 0.6 * hp["arch_height_mm"])])
-    P3 = np.array([spine_x + 5, 0.5 * (P2[1] + desc_y), arch_z])
-    ctrl = np.array([S, P1, P2, P3, [desc_x, desc_y, arch_z - 25], [desc_x, desc_y, C[2] + 30],
-                     [desc_x + 5, desc_y - 10, C[2] - 400]])
+    P3 = np.array([spine[0] + 5, 0.5 * (P2[1] + desc[1]), arch_z])
+    ctrl = np.array([S, P1, P2, P3, [*desc, arch_z - 25], [*desc, C[2] + 30], [desc[0] + 5, desc[1] - 10, C[2] - 400]])
     aorta, aorta_r = _spline(ctrl, np.array([r_stj, r_asc, r_asc, 0.85 * r_asc, r_desc, r_desc, 0.9 * r_desc]))
-    aorta_spheres = [(p, r + root.wall) for p, r in zip(aorta[::2], aorta_r[::2])]
-    asc = aorta[(aorta[:, 2] > C[2] + 15) & (aorta[:, 2] < C[2] + 60) & (aorta[:, 1] < P3[1])]
-    asc_r = aorta_r[(aorta[:, 2] > C[2] + 15) & (aorta[:, 2] < C[2] + 60) & (aorta[:, 1] < P3[1])]
-    svc_r = hp["svc_radius"]
-    if len(asc):
-        svc_x = float(np.min(asc[:, 0] - asc_r)) - svc_r - 4.0
-        svc_y = float(np.mean(asc[:, 1])) + 6.0
-    else:
-        svc_x, svc_y = C[0] - 45.0, C[1] + 5.0
-    ra_r = np.array(hp["ra_radii"])
-    ra_c = np.array([svc_x + hp["ra_offset"][0], svc_y + hp["ra_offset"][1], C[2] + hp["ra_offset"][2]])
-    ra_c = _push_ellipsoid(ra_c, np.eye(3), ra_r + 2, np.array([-1.0, 0.3, 0.0]) / 1.044, root_pts, 40)
 
-    # ---- body, abdomen, lungs, mediastinum
+    sel = (aorta[:, 2] > C[2] + 15) & (aorta[:, 2] < C[2] + 60) & (aorta[:, 1] < P3[1])  # ascending aorta
+    if np.any(sel):  # the superior vena cava runs to the right of the ascending aorta
+        svc = (
+            float(np.min(aorta[sel, 0] - aorta_r[sel])) - hp["svc_radius"] - 4.0,
+            float(np.mean(aorta[sel, 1])) + 6.0,
+        )
+    else:
+        svc = (C[0] - 45.0, C[1] + 5.0)
+    ra_r = np.array(hp["ra_radii"])
+    ra_c = np.array([svc[0] + hp["ra_offset"][0], svc[1] + hp["ra_offset"][1], C[2] + hp["ra_offset"][2]])
+    ra_c = _push_ellipsoid(ra_c, np.eye(3), ra_r + 2, _unit([-1.0, 0.3, 0.0]), keep, 40)
+    fat_mus = b["fat_mm"] + b["muscle_mm"]
+    return _Layout(
+        params=params, root=root, origin=O, cavity=(b["semi_x"] - fat_mus, b["semi_y"] - fat_mus),
+        lv=(lv_c, axes, lv_r), rv=(rv_c, axes, rv_r), la=la_c, ra=ra_c, spine=spine, aorta=(aorta, aorta_r),
+        svc=svc, dome=float((lv_c + u_lv * (lv_r[0] + hp["myo_mm"]))[2]) + b["dome_mm"],
+        keep_root=[(C + n * h, rmax + 3.0) for h in np.linspace(-root.lvot_length, H, 6)],
+        keep_aorta=[(p, r + root.wall) for p, r in zip(aorta[::2], aorta_r[::2])],
+    )  # fmt: skip
+
+
+def _body_items(lay: _Layout, items: list, vr: np.random.Generator) -> None:
+    """Table, body wall, abdomen under the diaphragm, lungs with vessels, mediastinal fat."""
+    b, hu = lay.params["body"], lay.params["hu"]
+    O, C, (cx, cy), dome = lay.origin, lay.centre, lay.cavity, lay.dome
+    Ax, Ay = b["semi_x"], b["semi_y"]
     if b["table"]:
-        add(Table(O[0], O[1] + Ay + b["table_gap_mm"], 460.0, b["table_mm"], -0.0008), hu["table"], "table")
-    add(Cylinder(O[0], O[1], Ax, Ay, -1e5, 1e5), hu["fat"], "subcutaneous fat")
-    add(Cylinder(O[0], O[1], Ax - b["fat_mm"], Ay - b["fat_mm"], -1e5, 1e5), hu["muscle"], "chest wall muscle")
-    add(Cylinder(O[0], O[1], cav_x, cav_y, -1e5, 1e5), hu["soft"], "body cavity")
-    dome_l = apex_z + b["dome_mm"]
-    add(Ellipsoid(O + [-0.35 * cav_x, 0.05 * cav_y, dome_l + 10 - 85], np.eye(3), np.array([0.6 * cav_x, 0.85 * cav_y, 90])), hu["liver"], "liver")
-    add(Ellipsoid(O + [0.55 * cav_x, 0.5 * cav_y, dome_l - 55], np.eye(3), np.array([25, 45, 50.0])), hu["liver"] + 15, "spleen")
-    add(Ellipsoid(O + [0.4 * cav_x, -0.25 * cav_y, dome_l - 45], np.eye(3), np.array([45, 38, 42.0])), 20.0, "stomach")
-    add(Ellipsoid(O + [0.4 * cav_x, -0.45 * cav_y, dome_l - 20], np.eye(3), np.array([25, 12, 14.0])), -950.0, "stomach air")
-    lung = Cylinder(O[0], O[1], cav_x - 2, cav_y - 2, -1e5, C[2] + b["lung_top_mm"], floor=(dome_l, 45.0, 0.12))
-    add(lung, hu["lung"], "lungs", waves=[(0.0, 0.04, 0.0, 0.0, 20.0)])
+        _add(items, Table(O[0], O[1] + Ay + b["table_gap_mm"], 460.0, b["table_mm"], -0.0008), hu["table"], "table")
+    _add(items, Cylinder(O[0], O[1], Ax, Ay, -1e5, 1e5), hu["fat"], "subcutaneous fat")
+    _add(items, Cylinder(O[0], O[1], Ax - b["fat_mm"], Ay - b["fat_mm"], -1e5, 1e5), hu["muscle"], "chest wall muscle")
+    _add(items, Cylinder(O[0], O[1], cx, cy, -1e5, 1e5), hu["soft"], "body cavity")
+    eye = np.eye(3)
+    _add(
+        items,
+        Ellipsoid(O + [-0.35 * cx, 0.05 * cy, dome - 75], eye, np.array([0.6 * cx, 0.85 * cy, 90])),
+        hu["liver"],
+        "liver",
+    )
+    _add(
+        items,
+        Ellipsoid(O + [0.55 * cx, 0.5 * cy, dome - 55], eye, np.array([25, 45, 50.0])),
+        hu["liver"] + 15,
+        "spleen",
+    )
+    _add(items, Ellipsoid(O + [0.4 * cx, -0.25 * cy, dome - 45], eye, np.array([45, 38, 42.0])), 20.0, "stomach")
+    _add(items, Ellipsoid(O + [0.4 * cx, -0.45 * cy, dome - 20], eye, np.array([25, 12, 14.0])), -950.0, "stomach air")
+    # One cavity-shaped lung field: its base is the diaphragm (right dome higher), the mediastinum is painted over it.
+    lung = Cylinder(O[0], O[1], cx - 2, cy - 2, -1e5, C[2] + b["lung_top_mm"], floor=(dome, 45.0, 0.12), roof=60.0)
+    _add(items, lung, hu["lung"], "lungs", waves=[(0.0, 0.04, 0.0, 0.0, 20.0)])
     for hilum, side in ((C + [60, 30, 30], 1.0), (C + [-55, 30, 35], -1.0)):
-        for _ in range(24):
-            p, d, r = hilum + vr.normal(0, 8, 3), _unit([side, vr.normal(0, 0.7), vr.normal(0, 1.0)]), vr.uniform(2.5, 4.5)
+        for _ in range(24):  # pulmonary vessel trees: random walks out of the hila, tapering
+            p, d, r = (
+                hilum + vr.normal(0, 8, 3),
+                _unit([side, vr.normal(0, 0.7), vr.normal(0, 1.0)]),
+                vr.uniform(2.5, 4.5),
+            )
             pts, rad = [p], [r]
             for _ in range(7):
                 d = _unit(d + vr.normal(0, 0.35, 3))
                 p = p + d * vr.uniform(12, 20)
-                q = ((p[0] - O[0]) / cav_x) ** 2 + ((p[1] - O[1]) / cav_y) ** 2
-                if q > 0.8 or p[2] < dome_l - 20:
+                if ((p[0] - O[0]) / cx) ** 2 + ((p[1] - O[1]) / cy) ** 2 > 0.8 or p[2] < dome - 20:
                     break
                 r = max(0.8, r * 0.78)
                 pts.append(p)
                 rad.append(r)
             if len(pts) > 1:
-                add(Tube(np.array(pts), np.array(rad)), vr.uniform(0.3, 0.7) * (hu["blood"] + hu["right"]), "lung vessel")
+                value = vr.uniform(0.3, 0.7) * (hu["blood"] + hu["right"])
+                _add(items, Tube(np.array(pts), np.array(rad)), value, "lung vessel")
     med_x, med_w = b["mediastinum_x"]
-    add(Cylinder(O[0] + med_x * 0.5, O[1], med_w * 0.7, cav_y, dome_l - 25, C[2] + b["lung_top_mm"] + 20), hu["fat"], "mediastinum")
+    mediastinum = Ellipsoid(
+        np.array([O[0] + med_x * 0.5, O[1], C[2] + 30]), eye, np.array([med_w, cy, 1.3 * b["lung_top_mm"]])
+    )
+    _add(items, mediastinum, hu["fat"], "mediastinum")
 
-    # ---- pericardial fat, chambers, great vessels
-    boxes = [Ellipsoid(lv_c, lv_axes, epi_r).bbox(), Ellipsoid(rv_c, lv_axes, rv_r + 3).bbox(),
-             Ellipsoid(la_c, np.eye(3), la_r + 2.5).bbox(), Ellipsoid(ra_c, np.eye(3), ra_r + 2).bbox(), root.bbox()]
-    lo = np.maximum(np.min([bx[0] for bx in boxes], 0), O - [cav_x - 5, cav_y - 5, 1e4])
-    hi = np.minimum(np.max([bx[1] for bx in boxes], 0), O + [cav_x - 5, cav_y - 5, 1e4])
-    add(Ellipsoid((lo + hi) / 2, np.eye(3), (hi - lo) / 2 * 1.12), hu["fat"], "epicardial fat")
-    right = hu["right"]
-    add(Tube(np.array([[ra_c[0] + 5, ra_c[1] + 10, ra_c[2]], [ra_c[0] + 8, ra_c[1] + 15, C[2] - 400]]), np.array([12.0, 12.0])),
-        0.6 * right + 20, "inferior vena cava")
-    add(Tube(np.array([[svc_x, svc_y, C[2] + 200], [svc_x, svc_y, ra_c[2] + ra_r[2] * 0.5]]), np.array([svc_r, svc_r])),
-        hu["svc"], "superior vena cava", mixing(0.1 * hu["svc"]))
-    add(Ellipsoid(ra_c, np.eye(3), ra_r + 2), hu["myocardium"], "right atrial wall")
-    add(Ellipsoid(ra_c, np.eye(3), ra_r), right, "right atrium", mixing(0.12 * right))
-    add(Ellipsoid(rv_c, lv_axes, rv_r + 3), hu["myocardium"], "right ventricular wall")
-    add(Ellipsoid(rv_c, lv_axes, rv_r), right, "right ventricle", mixing(0.08 * right))
+
+def _heart_items(lay: _Layout, items: list, vr: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Epicardial fat, caval veins, right heart and pulmonary arteries, left atrium and veins, left ventricle.
+
+    Returns:
+        (lo, hi) world box of the heart.
+    """
+    hp, hu = lay.params["heart"], lay.params["hu"]
+    root, C, O, (cx, cy) = lay.root, lay.centre, lay.origin, lay.cavity
+    (lv_c, axes, lv_r), (rv_c, _, rv_r) = lay.lv, lay.rv
+    la_r, ra_r, eye = np.array(hp["la_radii"]), np.array(hp["ra_radii"]), np.eye(3)
+    epi_r = lv_r + hp["myo_mm"]
+    walls = [Ellipsoid(lv_c, axes, epi_r), Ellipsoid(rv_c, axes, rv_r + 3), Ellipsoid(lay.la, eye, la_r + 2.5),
+             Ellipsoid(lay.ra, eye, ra_r + 2)]  # fmt: skip
+    boxes = [w.bbox() for w in walls] + [root.bbox()]
+    lo, hi = np.min([bx[0] for bx in boxes], 0), np.max([bx[1] for bx in boxes], 0)
+    sac_lo, sac_hi = np.maximum(lo, O - [cx - 5, cy - 5, 1e4]), np.minimum(hi, O + [cx - 5, cy - 5, 1e4])
+    _add(items, Ellipsoid((sac_lo + sac_hi) / 2, eye, (sac_hi - sac_lo) / 2 * 1.12), hu["fat"], "epicardial fat")
+
+    def swirls(amp):  # slow swirls of unmixed contrast in the right heart
+        return [(*(_unit(vr.normal(size=3)) / vr.uniform(6, 12)), vr.uniform(0, 6.3), amp) for _ in range(3)]
+
+    right, ra = hu["right"], lay.ra
+    ivc = Tube(np.array([ra + [5, 10, 0], [ra[0] + 8, ra[1] + 15, C[2] - 400]]), np.array([12.0, 12.0]))
+    _add(items, ivc, 0.6 * right + 20, "inferior vena cava")
+    r = hp["svc_radius"]
+    svc = Tube(np.array([[*lay.svc, C[2] + 200], [*lay.svc, ra[2] + ra_r[2] * 0.5]]), np.array([r, r]))
+    _add(items, svc, hu["svc"], "superior vena cava", swirls(0.1 * hu["svc"]))
+    _add(items, walls[3], hu["myocardium"], "right atrial wall")
+    _add(items, Ellipsoid(ra, eye, ra_r), right, "right atrium", swirls(0.12 * right))
+    _add(items, walls[1], hu["myocardium"], "right ventricular wall")
+    _add(items, Ellipsoid(rv_c, axes, rv_r), right, "right ventricle", swirls(0.08 * right))
     pa_r, br_r = hp["pa_radius"], hp["pa_branch_radius"]
-    keep = root_spheres + aorta_spheres
-    q0 = _push_clear(rv_c + lv_axes[2] * 0 + np.array([10.0, 0, rv_r[2] * 0.5]), pa_r, root_spheres)
+    keep = lay.keep_root + lay.keep_aorta
+    q0 = _push_clear(rv_c + [10.0, 0, rv_r[2] * 0.5], pa_r, lay.keep_root)
     q1 = _push_clear(C + [22, -30, 12], pa_r, keep)
-    q2 = _push_clear(C + [24, 2, 40], pa_r, keep)
-    pa, pa_rad = _spline(np.array([q0, q1, q2]), np.array([pa_r, pa_r, pa_r]))
-    add(Tube(pa, pa_rad), right, "pulmonary trunk")
-    for pts in ([q2, C + [50, 18, 38], C + [75, 28, 30]], [q2, C + [0, 20, 45], C + [-30, 26, 40], C + [-60, 28, 35]]):
-        pts = [pts[0]] + [_push_clear(p, br_r, keep) for p in pts[1:]]
-        add(Tube(*_spline(np.array(pts), np.full(len(pts), br_r))), right, "pulmonary artery")
-    add(Ellipsoid(la_c, np.eye(3), la_r + 2.5), hu["myocardium"], "left atrial wall")
-    add(Ellipsoid(la_c, np.eye(3), la_r), hu["left_atrium"], "left atrium")
+    q2 = _push_clear(C + [24, 2, 40], pa_r, keep)  # bifurcation under the arch
+    _add(items, Tube(*_spline(np.array([q0, q1, q2]), np.full(3, pa_r))), right, "pulmonary trunk")
+    for pts in ([C + [50, 18, 38], C + [75, 28, 30]], [C + [0, 20, 45], C + [-30, 26, 40], C + [-60, 28, 35]]):
+        pts = np.array([q2] + [_push_clear(p, br_r, keep) for p in pts])
+        _add(items, Tube(*_spline(pts, np.full(len(pts), br_r))), right, "pulmonary artery")
+    _add(items, walls[2], hu["myocardium"], "left atrial wall")
+    _add(items, Ellipsoid(lay.la, eye, la_r), hu["left_atrium"], "left atrium")
     for sx in (1.0, -1.0):
         for sz in (1.0, -1.0):
-            a = la_c + [sx * la_r[0] * 0.7, 4.0, sz * 8.0]
-            add(Tube(np.array([a, a + [sx * 35, 12, sz * 6 - 4]]), np.array([6.5, 6.0])), hu["left_atrium"], "pulmonary vein")
-    add(Ellipsoid(lv_c, lv_axes, epi_r), hu["myocardium"], "left ventricular myocardium")
-    add(Ellipsoid(lv_c, lv_axes, lv_r), hu["blood"], "left ventricle")
-    add(Capsule(E, lv_c, root.semi_minor * 0.9, root.semi_minor * 0.9), hu["blood"], "outflow connector")
+            a = lay.la + [sx * la_r[0] * 0.7, 4.0, sz * 8.0]
+            vein = Tube(np.array([a, a + [sx * 35, 12, sz * 6 - 4]]), np.array([6.5, 6.0]))
+            _add(items, vein, hu["left_atrium"], "pulmonary vein")
+    _add(items, walls[0], hu["myocardium"], "left ventricular myocardium")
+    _add(items, Ellipsoid(lv_c, axes, lv_r), hu["blood"], "left ventricle")
+    E = C - root.normal * root.lvot_length
+    _add(items, Capsule(E, lv_c, 0.9 * root.semi_minor, 0.9 * root.semi_minor), hu["blood"], "outflow connector")
+    return lo, hi
 
-    # ---- aorta, arch branches, posterior mediastinum (oesophagus, trachea), spine
+
+def _posterior_items(lay: _Layout, items: list, vr: np.random.Generator) -> None:
+    """Aorta with arch branches, oesophagus, airways, spine with paraspinal muscles, ribs, sternum."""
+    b, hu = lay.params["body"], lay.params["hu"]
+    O, C, (cx, cy) = lay.origin, lay.centre, lay.cavity
+    aorta, aorta_r = lay.aorta
     top = int(np.argmax(aorta[:, 2]))
     for k, d, r in ((-6, (-0.4, -0.1, 1.0), 6.5), (0, (0.1, 0.0, 1.0), 4.0), (4, (0.4, 0.1, 1.0), 5.0)):
         a = aorta[min(max(top + k, 0), len(aorta) - 1)]
-        add(Tube(np.array([a, a + 40 * _unit(d), a + 90 * _unit(d) + [0, 0, 20]]), np.array([r, r, r * 0.9])), hu["blood"], "arch branch")
-    add(Tube(aorta, aorta_r + root.wall), hu["wall"], "aortic wall")
-    add(Tube(aorta, aorta_r), hu["blood"], "aorta")
-    oes_y = spine_y - rvy - 12
-    add(Tube(np.array([[O[0] + 6, oes_y, C[2] + 400], [desc_x - 14, oes_y - 4, C[2] - 100]]), np.array([8.0, 8.0])), hu["soft"], "oesophagus")
+        branch = Tube(np.array([a, a + 40 * _unit(d), a + 90 * _unit(d) + [0, 0, 20]]), np.array([r, r, r * 0.9]))
+        _add(items, branch, hu["blood"], "arch branch")
+    _add(items, Tube(aorta, aorta_r + lay.root.wall), hu["wall"], "aortic wall")
+    _add(items, Tube(aorta, aorta_r), hu["blood"], "aorta")
+    sx0, sy0 = lay.spine
+    rvx, rvy = b["vertebra_radii"]
+    oes_y = sy0 - rvy - 12
+    oes = np.array([[O[0] + 6, oes_y, C[2] + 400], [sx0 + 10, oes_y - 4, C[2] - 100]])
+    _add(items, Tube(oes, np.array([8.0, 8.0])), hu["soft"], "oesophagus")
     if vr.random() < 0.5:
-        add(Tube(np.array([[O[0] + 6, oes_y, C[2] + 400], [desc_x - 14, oes_y - 4, C[2] - 100]]), np.array([2.5, 2.5])), -950.0, "oesophageal air")
+        _add(items, Tube(oes, np.array([2.5, 2.5])), -950.0, "oesophageal air")
     tr_y = oes_y - 20
     carina = np.array([O[0] + 2, tr_y, C[2] + 55])
-    for pts, r in (([[O[0], tr_y - 10, C[2] + 400], carina], 9.0), ([carina, [O[0] + 45, tr_y + 10, C[2] + 25]], 6.0),
-                   ([carina, [O[0] - 40, tr_y + 10, C[2] + 35]], 6.5)):
-        pts = np.array(pts, float)
-        add(Tube(pts, np.full(len(pts), r + 1.5)), hu["soft"], "airway wall")
-        add(Tube(pts, np.full(len(pts), r)), -990.0, "airway")
-    for sx in (-1, 1):  # erector spinae, inside the body outline behind the ribs
-        add(Cylinder(spine_x + sx * 32, O[1] + Ay - b["fat_mm"] - 20, 20, 17, -1e5, 1e5), hu["muscle"], "paraspinal muscle")
-    pitch = b["vertebra_mm"] + b["disc_mm"]
-    ribs_done = 0
+    for end, r in (([O[0], tr_y - 10, C[2] + 400], 9.0), ([O[0] + 45, tr_y + 10, C[2] + 25], 6.0),
+                   ([O[0] - 40, tr_y + 10, C[2] + 35], 6.5)):  # fmt: skip
+        pts = np.array([end, carina] if r == 9.0 else [carina, end], float)
+        _add(items, Tube(pts, np.full(2, r + 1.5)), hu["soft"], "airway wall")
+        _add(items, Tube(pts, np.full(2, r)), -990.0, "airway")
+    for side in (-1, 1):  # erector spinae, inside the body outline behind the ribs
+        muscle = Cylinder(sx0 + side * 32, O[1] + b["semi_y"] - b["fat_mm"] - 20, 20, 17, -1e5, 1e5)
+        _add(items, muscle, hu["muscle"], "paraspinal muscle")
+    pitch, vh = b["vertebra_mm"] + b["disc_mm"], b["vertebra_mm"]
+    ribs = 0
     for z0 in np.arange(C[2] - 350 - (C[2] % pitch), C[2] + 300, pitch):
-        zc = z0 + b["vertebra_mm"] / 2
-        y0 = spine_y + 6 * np.cos((zc - C[2]) / 120)  # thoracic kyphosis
-        add(Cylinder(spine_x, y0, rvx, rvy, z0, z0 + b["vertebra_mm"]), hu["cortical"], "vertebral body")
-        add(Cylinder(spine_x, y0, rvx - 1.6, rvy - 1.6, z0 + 1.6, z0 + b["vertebra_mm"] - 1.6), hu["cancellous"], "vertebral body")
-        add(Cylinder(spine_x, y0, rvx, rvy, z0 + b["vertebra_mm"], z0 + pitch), hu["disc"], "disc")
+        zc = z0 + vh / 2
+        y0 = sy0 + 6 * np.cos((zc - C[2]) / 120)  # thoracic kyphosis
+        _add(items, Cylinder(sx0, y0, rvx, rvy, z0, z0 + vh), hu["cortical"], "vertebral body")
+        _add(
+            items, Cylinder(sx0, y0, rvx - 1.6, rvy - 1.6, z0 + 1.6, z0 + vh - 1.6), hu["cancellous"], "vertebral body"
+        )
+        _add(items, Cylinder(sx0, y0, rvx, rvy, z0 + vh, z0 + pitch), hu["disc"], "disc")
         yc = y0 + rvy + 9
-        add(Cylinder(spine_x, yc, 8, 8, z0, z0 + pitch), hu["csf"], "spinal canal")
-        ring = np.array([[spine_x + 11 * np.cos(a), yc + 11 * np.sin(a), zc] for a in np.linspace(-0.3, np.pi + 0.3, 9)])
-        add(Tube(ring, np.full(len(ring), 3.0)), hu["cortical"], "vertebral arch")
-        add(Tube(np.array([[spine_x, yc + 12, zc], [spine_x, yc + 32, zc - 12]]), np.array([4.0, 3.0])), hu["cortical"], "spinous process")
-        for sx in (-1, 1):
-            add(Tube(np.array([[spine_x + sx * 8, yc, zc], [spine_x + sx * 28, yc + 6, zc + 2]]), np.array([4.0, 3.5])), hu["cortical"], "transverse process")
-        if C[2] - 130 < zc < C[2] + 190 and ribs_done < 12:
-            ribs_done += 1
-            rx, ry = Ax - b["fat_mm"] - 0.5 * b["muscle_mm"], Ay - b["fat_mm"] - 0.5 * b["muscle_mm"]
-            phi = np.linspace(0.3, 2.6, 14)
-            for sx in (-1, 1):
-                pts = np.stack([O[0] + sx * rx * np.sin(phi), O[1] + ry * np.cos(phi),
-                                zc - b["rib_drop_mm"] * ((phi - phi[0]) / (phi[-1] - phi[0])) ** 1.3], 1)
-                pts[0] = [spine_x + sx * 26, yc + 4, zc + 2]
-                add(Tube(pts, np.full(len(pts), 4.5)), hu["cortical"], "rib")
-                add(Tube(pts, np.full(len(pts), 2.8)), hu["cancellous"], "rib marrow")
-                end = pts[-1]
-                if C[2] - 100 < end[2] < C[2] + 90:
-                    st = np.array([O[0] + sx * 14, O[1] - cav_y + 4, end[2] + 8])
-                    add(Tube(np.array([end, st]), np.array([4.0, 3.5])), hu["cartilage"], "costal cartilage")
-    y_st = O[1] - cav_y + 4
-    add(Cylinder(O[0], y_st, 15, 6, C[2] - 95, C[2] + 95), hu["cortical"], "sternum")
-    add(Cylinder(O[0], y_st, 13.4, 4.4, C[2] - 93, C[2] + 93), hu["cancellous"], "sternum")
+        _add(items, Cylinder(sx0, yc, 8, 8, z0, z0 + pitch), hu["csf"], "spinal canal")
+        ring = np.array([[sx0 + 11 * np.cos(a), yc + 11 * np.sin(a), zc] for a in np.linspace(-0.3, np.pi + 0.3, 9)])
+        _add(items, Tube(ring, np.full(len(ring), 3.0)), hu["cortical"], "vertebral arch")
+        spinous = Tube(np.array([[sx0, yc + 12, zc], [sx0, yc + 32, zc - 12]]), np.array([4.0, 3.0]))
+        _add(items, spinous, hu["cortical"], "spinous process")
+        for side in (-1, 1):
+            process = Tube(
+                np.array([[sx0 + side * 8, yc, zc], [sx0 + side * 28, yc + 6, zc + 2]]), np.array([4.0, 3.5])
+            )
+            _add(items, process, hu["cortical"], "transverse process")
+        if C[2] - 130 < zc < C[2] + 190 and ribs < 12:
+            ribs += 1
+            _rib_items(lay, items, (sx0, yc, zc))
+    y_st = O[1] - cy + 4
+    _add(items, Cylinder(O[0], y_st, 15, 6, C[2] - 95, C[2] + 95), hu["cortical"], "sternum")
+    _add(items, Cylinder(O[0], y_st, 13.4, 4.4, C[2] - 93, C[2] + 93), hu["cancellous"], "sternum")
 
-    # ---- aortic root, coronary arteries, calcium
-    items.append(RootPainter(root, {"muscle": hu["myocardium"], "wall": hu["wall"], "lumen": hu["blood"],
-                                    "leaflets": hu["leaflets"]}))
-    ostia = {}
-    for name, k, key, rad in (("RCO", 0, "rco", rp["ostia"]["rca_radius_mm"]), ("LCO", 1, "lco", rp["ostia"]["lm_radius_mm"])):
-        t, hf = rp["ostia"][key + "_t"], rp["ostia"][key + "_h"]
-        psi, h = root.angle_of(k, t), hf * H
+
+def _rib_items(lay: _Layout, items: list, joint: tuple[float, float, float]) -> None:
+    """A pair of ribs from the vertebra at ``joint`` (x, y, z) along the chest wall, sloping down anteriorly."""
+    b, hu = lay.params["body"], lay.params["hu"]
+    O, (cx, cy) = lay.origin, lay.cavity
+    sx0, yc, zc = joint
+    rx, ry = b["semi_x"] - b["fat_mm"] - 0.5 * b["muscle_mm"], b["semi_y"] - b["fat_mm"] - 0.5 * b["muscle_mm"]
+    phi = np.linspace(0.3, 2.6, 14)
+    drop = b["rib_drop_mm"] * ((phi - phi[0]) / (phi[-1] - phi[0])) ** 1.3
+    for side in (-1, 1):
+        pts = np.stack([O[0] + side * rx * np.sin(phi), O[1] + ry * np.cos(phi), zc - drop], 1)
+        pts[0] = [sx0 + side * 26, yc + 4, zc + 2]
+        _add(items, Tube(pts, np.full(len(pts), 4.5)), hu["cortical"], "rib")
+        _add(items, Tube(pts, np.full(len(pts), 2.8)), hu["cancellous"], "rib marrow")
+        end = pts[-1]
+        if lay.centre[2] - 100 < end[2] < lay.centre[2] + 90:
+            sternal = np.array([O[0] + side * 14, O[1] - cy + 4, end[2] + 8])
+            _add(items, Tube(np.array([end, sternal]), np.array([4.0, 3.5])), hu["cartilage"], "costal cartilage")
+
+
+def _root_items(lay: _Layout, items: list) -> dict[str, np.ndarray]:
+    """The aortic root, coronary arteries from the right and left sinuses, calcium. Returns the ostia (world LPS)."""
+    root, hu, rp = lay.root, lay.params["hu"], lay.params["root"]
+    parts = {"muscle": hu["myocardium"], "wall": hu["wall"], "lumen": hu["blood"], "leaflets": hu["leaflets"]}
+    items.append(RootPainter(root, parts))
+    n, ostia = root.normal, {}
+    for name, k, key, rad in (
+        ("RCO", 0, "rco", rp["ostia"]["rca_radius_mm"]),
+        ("LCO", 1, "lco", rp["ostia"]["lm_radius_mm"]),
+    ):
+        psi, h = root.angle_of(k, rp["ostia"][key + "_t"]), rp["ostia"][key + "_h"] * root.stj_height
         R = float(root.lumen_radius(psi, h))
         ostia[name] = root.world(R, psi, h)
         radial = root.world(1.0, psi, h) - root.world(0.0, psi, h)
-        start, p1 = root.world(R - 2.5, psi, h), ostia[name] + radial * 7 + n * 1.5
-        if name == "RCO":
+        start = root.world(R - 2.5, psi, h)  # from inside the lumen, through the wall
+        if name == "RCO":  # right coronary artery: anterior, then down the right atrioventricular groove
+            p1 = ostia[name] + radial * 7 + n * 1.5
             p2 = p1 + 14 * _unit(0.6 * radial + _unit([-1, -1, -0.6]))
             branches = [[start, p1, p2, p2 + 25 * _unit([-0.6, -0.2, -1]), p2 + 45 * _unit([-0.3, 0.2, -1])]]
-        else:
+        else:  # left main, then anterior descending and circumflex
             p1 = ostia[name] + radial * 9 + n * 1.0
             branches = [[start, p1, p1 + 20 * _unit([0.5, -0.8, -0.4]), p1 + 50 * _unit([0.4, -0.5, -0.9])],
-                        [p1, p1 + 18 * _unit([0.7, 0.6, -0.3]), p1 + 40 * _unit([0.5, 0.6, -0.8])]]
+                        [p1, p1 + 18 * _unit([0.7, 0.6, -0.3]), p1 + 40 * _unit([0.5, 0.6, -0.8])]]  # fmt: skip
         for pts in branches:
-            pts = np.array(pts)
-            add(Tube(pts, np.linspace(rad, 0.7 * rad, len(pts))), hu["blood"], "coronary artery")
-    for c in params["calcs"]:
+            _add(items, Tube(np.array(pts), np.linspace(rad, 0.7 * rad, len(pts))), hu["blood"], "coronary artery")
+    for c in lay.params["calcs"]:
         if c["kind"] == "leaflet":
             p = root.leaflet_point(c["cusp"], c["frac"], c["t"])
         else:
             p = root.world(float(root.lumen_radius(c["psi"], c["h"])) + c["dr"], c["psi"], c["h"])
-        add(Ellipsoid(p, np.eye(3), np.full(3, c["radius_mm"])), c["hu"], "calcium")
+        _add(items, Ellipsoid(p, np.eye(3), np.full(3, c["radius_mm"])), c["hu"], "calcium")
+    return ostia
 
-    # ---- imaging geometry
+
+def _imaging(params: dict, lay: _Layout, items: list) -> dict[str, Any]:
+    """Imaging parameters with the streak source (densest calcium or the SVC) and banding slabs in world mm."""
     imaging = dict(params["imaging"])
+    C = lay.centre
     st = imaging.get("streaks")
     if st:
         calcs = params["calcs"]
@@ -659,24 +881,26 @@ def build_anatomy(params: dict[str, Any]) -> Anatomy:
             i = int(np.argmax([c["hu"] * c["radius_mm"] for c in calcs]))
             src = [it for it in items if getattr(it, "name", "") == "calcium"][i].shape.center
         else:
-            src = np.array([svc_x, svc_y, C[2] + 40])
+            src = np.array([*lay.svc, C[2] + 40])
         imaging["streaks"] = dict(st, source=[float(v) for v in src])
     if "band_offsets" in imaging:
         edges = C[2] + np.array([-60.0, -30, 0, 30, 60])
         imaging["bands"] = [(float(edges[i]), float(edges[i + 1]), o) for i, o in enumerate(imaging["band_offsets"])]
+    return imaging
+
+
+def _grids(params: dict, root: RootGeometry) -> tuple[Grid, Grid, float]:
+    """Output grid (centred near the root, axes possibly flipped), fine root grid, coarse whole-field spacing."""
     g = params["grid"]
     size, spacing = np.array(g["size"]), np.array(g["spacing"], float)
     D = np.diag([-1.0 if f else 1.0 for f in g["flip"]])
-    centre = C + np.array(g["center_offset_mm"])
-    out_grid = Grid(centre - D @ (spacing * (size - 1) / 2), spacing, tuple(int(v) for v in size), D)
-    fov = spacing * (size - 1)
-    if params["size"] == "full":
-        coarse, fine = max(float(spacing.max()), float(np.prod(fov) / 7e6) ** (1 / 3)), 0.6
+    centre = root.center + np.array(g["center_offset_mm"])
+    out = Grid(centre - D @ (spacing * (size - 1) / 2), spacing, tuple(int(v) for v in size), D)
+    if params["size"] == "full":  # about 7 M coarse voxels whatever the field of view
+        coarse, fine = max(float(spacing.max()), float(np.prod(spacing * (size - 1)) / 7e6) ** (1 / 3)), 0.6
     else:
-        coarse, fine = float(spacing.max()), 0.8
-    r_ext, h_lo, h_hi = root.extent()
-    lo_loc = np.array([-r_ext - 4, -r_ext - 4, h_lo - 4])
-    rsize = tuple(int(v) for v in np.ceil((np.array([2 * r_ext + 8, 2 * r_ext + 8, h_hi - h_lo + 8])) / fine) + 1)
-    root_grid = Grid(C + root.frame @ lo_loc, np.full(3, fine), rsize, root.frame.copy())
-    hb = np.min([bx[0] for bx in boxes], 0), np.max([bx[1] for bx in boxes], 0)
-    return Anatomy(root, items, ostia, hb, imaging, out_grid, root_grid, coarse)
+        coarse, fine = float(spacing.max()), 0.9
+    r, h_lo, h_hi = root.fine_extent()
+    lo = np.array([-r - 4, -r - 4, h_lo - 4])  # + 4 mm for the blend ramp
+    n = tuple(int(v) for v in np.ceil(np.array([2 * r + 8, 2 * r + 8, h_hi - h_lo + 8]) / fine) + 1)
+    return out, Grid(root.center + root.frame @ lo, np.full(3, fine), n, root.frame.copy()), coarse

@@ -32,8 +32,14 @@ def _num(v: float) -> str:
     return f"{float(v):.6f}".rstrip("0").rstrip(".") if abs(v) > 5e-7 else "0"
 
 
-def write_dicom_series(image: sitk.Image, folder: Union[str, Path], *, uid_key: str, patient_id: str,
-                       description: str = "Synthetic aortic root CT phantom") -> list[Path]:
+def write_dicom_series(
+    image: sitk.Image,
+    folder: Union[str, Path],
+    *,
+    uid_key: str,
+    patient_id: str,
+    description: str = "Synthetic aortic root CT phantom",
+) -> list[Path]:
     """Write a 3D image as one DICOM CT file per slice.
 
     Args:
@@ -57,8 +63,10 @@ def write_dicom_series(image: sitk.Image, folder: Union[str, Path], *, uid_key: 
     series = [
         ("0008|0008", "DERIVED\\SECONDARY\\AXIAL"),
         ("0008|0016", CT_IMAGE_STORAGE),
-        ("0008|0020", "20240101"), ("0008|0021", "20240101"),
-        ("0008|0030", "120000"), ("0008|0031", "120000"),
+        ("0008|0020", "20240101"),
+        ("0008|0021", "20240101"),
+        ("0008|0030", "120000"),
+        ("0008|0031", "120000"),
         ("0008|0060", "CT"),
         ("0008|0070", "AorticRootLandmarks phantom"),
         ("0008|1030", "Synthetic cardiac CT"),
@@ -75,8 +83,11 @@ def write_dicom_series(image: sitk.Image, folder: Union[str, Path], *, uid_key: 
         ("0020|0010", "1"),
         ("0020|0011", "1"),
         ("0020|0037", "\\".join(_num(v) for v in (*d[:, 0], *d[:, 1]))),  # ImageOrientationPatient: row\column
-        ("0028|1050", "300"), ("0028|1051", "1000"),
-        ("0028|1052", "0"), ("0028|1053", "1"), ("0028|1054", "HU"),
+        ("0028|1050", "300"),
+        ("0028|1051", "1000"),
+        ("0028|1052", "0"),
+        ("0028|1053", "1"),
+        ("0028|1054", "HU"),
     ]
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()  # use our UIDs, not freshly generated ones

@@ -22,8 +22,9 @@ WINDOW = (-200.0, 800.0)
 COLORS = {"RCC": "#ff4040", "LCC": "#40ff40", "NCC": "#ffd940"}
 
 
-def plane_slice(image: sitk.Image, center: np.ndarray, u: np.ndarray, v: np.ndarray, half: tuple[float, float],
-                pixel: float) -> np.ndarray:
+def plane_slice(
+    image: sitk.Image, center: np.ndarray, u: np.ndarray, v: np.ndarray, half: tuple[float, float], pixel: float
+) -> np.ndarray:
     """Resample ``image`` on the plane ``center + a u + b v`` (world LPS mm), |a| <= half[0], |b| <= half[1].
 
     Returns:
@@ -60,8 +61,12 @@ def save_preview(case: "PhantomCase", png_path: Union[str, Path], window: tuple[
     truth = case.truth
     center = np.array(truth["annulus"]["center_lps"])
     root = root_from_params(truth["params"]["root"], center)
-    corners = np.array([image.TransformIndexToPhysicalPoint([int(c) for c in idx]) for idx in
-                        np.stack(np.meshgrid(*[[0, s - 1] for s in image.GetSize()], indexing="ij"), -1).reshape(-1, 3)])
+    corners = np.array(
+        [
+            image.TransformIndexToPhysicalPoint([int(c) for c in idx])
+            for idx in np.stack(np.meshgrid(*[[0, s - 1] for s in image.GetSize()], indexing="ij"), -1).reshape(-1, 3)
+        ]
+    )
     lo, hi = corners.min(0), corners.max(0)
     half_fov = np.maximum(np.abs(hi - center), np.abs(center - lo))
     pixel = max(min(image.GetSpacing()), float(2 * half_fov.max()) / 700)
@@ -84,8 +89,14 @@ def save_preview(case: "PhantomCase", png_path: Union[str, Path], window: tuple[
         c0 = center if n_ax < 4 else center + 12.0 * root.normal
         px = pixel if n_ax < 3 else min(pixel, 0.25)
         sl = plane_slice(image, c0, u, v, half, px)
-        ax.imshow(sl, cmap="gray", vmin=window[0], vmax=window[1], extent=(-half[0], half[0], half[1], -half[1]),
-                  interpolation="bilinear")
+        ax.imshow(
+            sl,
+            cmap="gray",
+            vmin=window[0],
+            vmax=window[1],
+            extent=(-half[0], half[0], half[1], -half[1]),
+            interpolation="bilinear",
+        )
         uv = _project(pts, c0, u, v)
         dist = np.abs((pts - c0) @ np.cross(u, v))
         for name, (a, b), d in zip(CUSPS, uv, dist):
@@ -93,8 +104,16 @@ def save_preview(case: "PhantomCase", png_path: Union[str, Path], window: tuple[
                 continue
             alpha = 1.0 if d < 3 else 0.45  # faded: hinge point off this slice
             ax.plot(a, b, "o", ms=7, mfc="none", mec=COLORS[name], mew=2, alpha=alpha)
-            ax.annotate(name, (a, b), xytext=(6, -6), textcoords="offset points", color=COLORS[name], fontsize=10,
-                        fontweight="bold", alpha=alpha)
+            ax.annotate(
+                name,
+                (a, b),
+                xytext=(6, -6),
+                textcoords="offset points",
+                color=COLORS[name],
+                fontsize=10,
+                fontweight="bold",
+                alpha=alpha,
+            )
         if n_ax >= 3:
             t = np.linspace(0, 2 * np.pi, 200)
             ring = root.world(root.ellipse_radius(t.astype(np.float32)).astype(float), t, 0.0)
@@ -111,17 +130,29 @@ def save_preview(case: "PhantomCase", png_path: Union[str, Path], window: tuple[
         ax.set_title(title, color="white", fontsize=11)
         ax.set_xticks([])
         ax.set_yticks([])
-        for (x, y, ha, va), s in zip(((0.01, 0.5, "left", "center"), (0.99, 0.5, "right", "center"),
-                                      (0.5, 0.99, "center", "top"), (0.5, 0.01, "center", "bottom")), letters):
+        for (x, y, ha, va), s in zip(
+            (
+                (0.01, 0.5, "left", "center"),
+                (0.99, 0.5, "right", "center"),
+                (0.5, 0.99, "center", "top"),
+                (0.5, 0.01, "center", "bottom"),
+            ),
+            letters,
+        ):
             ax.text(x, y, s, transform=ax.transAxes, color="orange", ha=ha, va=va, fontsize=10)
     p = truth["params"]
     flip = "".join("xyz"[i] for i, f in enumerate(p["grid"]["flip"]) if f) or "none"
     a = truth["annulus"]
-    fig.suptitle(f"{case.case_id}  quality {case.quality}  size {tuple(image.GetSize())}  spacing "
-                 f"{tuple(round(s, 2) for s in image.GetSpacing())} mm  flipped: {flip}\n"
-                 f"valve {'open' if p['root']['valve_open'] else 'closed'}, annulus perimeter {a['perimeter_mm']:.1f} mm, "
-                 f"diameters {a['min_diameter_mm']:.1f}/{a['max_diameter_mm']:.1f} mm, noise {p['imaging']['noise_std']:.0f} HU, "
-                 f"{len(p['calcs'])} calcium nodules", color="white", fontsize=11)
+    fig.suptitle(
+        f"{case.case_id}  quality {case.quality}  size {tuple(image.GetSize())}  spacing "
+        f"{tuple(round(s, 2) for s in image.GetSpacing())} mm  flipped: {flip}\n"
+        f"valve {'open' if p['root']['valve_open'] else 'closed'}, annulus perimeter {a['perimeter_mm']:.1f} mm, "
+        f"diameters {a['min_diameter_mm']:.1f}/{a['max_diameter_mm']:.1f} mm, "
+        f"noise {p['imaging']['noise_std']:.0f} HU, "
+        f"{len(p['calcs'])} calcium nodules",
+        color="white",
+        fontsize=11,
+    )
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.91, wspace=0.03, hspace=0.1)
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)

@@ -126,7 +126,8 @@ class Cylinder:
     """Elliptic cylinder along z (semi-axes ``sx``, ``sy``) between ``z_lo`` and ``z_hi``.
 
     ``floor = (z0, depth, slope)`` replaces ``z_lo`` by a dome ``z0 - depth * rho^2 - slope * (x - cx)`` (lung bases
-    over the diaphragm; a positive slope raises the patient's right side, over the liver).
+    over the diaphragm; a positive slope raises the patient's right side, over the liver). ``roof`` lowers ``z_hi``
+    by ``roof * rho^2`` (rounded lung apices).
     """
 
     cx: float
@@ -136,22 +137,28 @@ class Cylinder:
     z_lo: float
     z_hi: float
     floor: Optional[tuple[float, float, float]] = None
+    roof: float = 0.0
 
     def bbox(self):
         z_lo = self.z_lo if self.floor is None else self.floor[0] - 1.5 * self.floor[1] - abs(self.floor[2]) * self.sx
-        return np.array([self.cx - self.sx, self.cy - self.sy, z_lo]), np.array([self.cx + self.sx, self.cy + self.sy, self.z_hi])
+        return np.array([self.cx - self.sx, self.cy - self.sy, z_lo]), np.array(
+            [self.cx + self.sx, self.cy + self.sy, self.z_hi]
+        )
 
     def sdf(self, x, y, z):
         dx, dy = x - F32(self.cx), y - F32(self.cy)
         f = (dx / F32(self.sx)) ** 2 + (dy / F32(self.sy)) ** 2
         g = 2 * np.sqrt((dx / F32(self.sx**2)) ** 2 + (dy / F32(self.sy**2)) ** 2)
         d = (f - 1) / np.maximum(g, F32(1e-6))
+        if self.floor is None and self.z_lo < -1e4 and self.z_hi > 1e4 and not self.roof:
+            return d  # z-invariant: stays 2D
         if self.floor is None:
             lo = F32(self.z_lo) - z
         else:
             z0, depth, slope = self.floor
             lo = F32(z0) - F32(depth) * np.minimum(f, 1.5) - F32(slope) * dx - z
-        return np.maximum(np.maximum(d, lo), z - F32(self.z_hi))
+        hi = z - F32(self.z_hi) if not self.roof else z - F32(self.z_hi) + F32(self.roof) * np.minimum(f, 1.5)
+        return np.maximum(np.maximum(d, lo), hi)
 
 
 @dataclass(frozen=True)
@@ -184,8 +191,10 @@ class Tube:
     radii: np.ndarray
 
     def parts(self) -> list[Capsule]:
-        return [Capsule(self.points[i], self.points[i + 1], float(self.radii[i]), float(self.radii[i + 1]))
-                for i in range(len(self.points) - 1)]
+        return [
+            Capsule(self.points[i], self.points[i + 1], float(self.radii[i]), float(self.radii[i + 1]))
+            for i in range(len(self.points) - 1)
+        ]
 
     def bbox(self):
         r = float(np.max(self.radii))
@@ -204,7 +213,9 @@ class Table:
 
     def bbox(self):
         h = self.curvature * (self.width / 2) ** 2 + self.thickness
-        return np.array([self.cx - self.width / 2, self.y_top, -1e5]), np.array([self.cx + self.width / 2, self.y_top + h, 1e5])
+        return np.array([self.cx - self.width / 2, self.y_top, -1e5]), np.array(
+            [self.cx + self.width / 2, self.y_top + h, 1e5]
+        )
 
     def sdf(self, x, y, z):
         dx = x - F32(self.cx)
@@ -214,7 +225,7 @@ class Table:
 
 @dataclass(frozen=True)
 class Layer:
-    """A shape filled with ``hu``; ``waves`` adds smooth inhomogeneity (contrast mixing): rows (kx, ky, kz, phase, amp)."""
+    """A shape filled with ``hu``; ``waves`` (rows kx, ky, kz, phase, amp) add smooth inhomogeneity (mixing)."""
 
     shape: Any
     hu: float
@@ -245,19 +256,31 @@ def _sub(outer: tuple[slice, ...], inner: tuple[slice, ...]) -> tuple[slice, ...
     return tuple(slice(i.start - o.start, i.stop - o.start) for o, i in zip(outer, inner))
 
 
-def render_region(items: Sequence[Any], grid: Grid) -> np.ndarray:
+def render_region(items: Sequence[Any], grid: Grid, background: Optional[np.ndarray] = None) -> np.ndarray:
     """Paint ``items`` (Layers, or objects with ``bbox()`` and ``paint(hu, x, y, z, ramp)``) in order on ``grid``.
 
+    Args:
+        items: paint order.
+        grid: where to paint.
+        background: (nz, ny, nx) HU to paint over (modified in place); air if None.
+
     Returns:
-        (nz, ny, nx) float32 HU, air where nothing is painted.
+        (nz, ny, nx) float32 HU.
     """
-    hu = np.full(grid.shape, AIR_HU, dtype=F32)
+    hu = np.full(grid.shape, AIR_HU, dtype=F32) if background is None else background
     ramp = float(np.mean(grid.spacing))
+    coords = grid.coords
+    if np.count_nonzero(grid.direction) > 3:  # oblique grid: full coordinate arrays, computed once and sliced
+        full = grid.coords((slice(0, grid.shape[0]), slice(0, grid.shape[1]), slice(0, grid.shape[2])))
+
+        def coords(block):
+            return tuple(a[block] for a in full)
+
     for item in items:
         block = grid.block(*item.bbox())
         if block is None:
             continue
-        x, y, z = grid.coords(block)
+        x, y, z = coords(block)
         if hasattr(item, "paint"):
             item.paint(hu[block], x, y, z, ramp)
             continue
@@ -268,7 +291,7 @@ def render_region(items: Sequence[Any], grid: Grid) -> np.ndarray:
                 if pb is None:
                     continue
                 rel = _sub(block, pb)
-                px, py, pz = grid.coords(pb)
+                px, py, pz = coords(pb)
                 np.maximum(occ[rel], occupancy(part.sdf(px, py, pz), ramp), out=occ[rel])
         else:
             occ = np.broadcast_to(occupancy(item.shape.sdf(x, y, z), ramp), hu[block].shape)
@@ -314,8 +337,14 @@ def artefact_field(imaging: dict, x, y, z) -> Any:
     return out
 
 
-def ghost(array: np.ndarray, grid: Grid, shift_lps: Sequence[float], alpha: float,
-          block: Optional[tuple[slice, ...]] = None, taper_vox: int = 0) -> None:
+def ghost(
+    array: np.ndarray,
+    grid: Grid,
+    shift_lps: Sequence[float],
+    alpha: float,
+    block: Optional[tuple[slice, ...]] = None,
+    taper_vox: int = 0,
+) -> None:
     """Motion: blend in place ``alpha`` of a copy shifted by ``shift_lps`` mm (double contours), inside ``block``."""
     sub = array if block is None else array[block]
     shift = (np.asarray(shift_lps, float) @ grid.direction) / grid.spacing  # voxels along i, j, k
@@ -379,8 +408,16 @@ def coarse_grid_for(out: Grid, spacing: float) -> Grid:
     return Grid(lo, np.full(3, spacing), size, np.eye(3))
 
 
-def form_image(items: Sequence[Any], out: Grid, root_grid: Grid, heart_box: tuple[np.ndarray, np.ndarray],
-               imaging: dict, rng: np.random.Generator, coarse_spacing: float) -> np.ndarray:
+def form_image(
+    items: Sequence[Any],
+    out: Grid,
+    root_grid: Grid,
+    heart_box: tuple[np.ndarray, np.ndarray],
+    imaging: dict,
+    rng: np.random.Generator,
+    coarse_spacing: float,
+    fine_from: int = 0,
+) -> np.ndarray:
     """Render and image the anatomy on ``out``.
 
     Args:
@@ -391,6 +428,7 @@ def form_image(items: Sequence[Any], out: Grid, root_grid: Grid, heart_box: tupl
         imaging: noise_std, white_frac, corr_mm, blur_mm, streaks, bands, motion (see anatomy.sample_params).
         rng: noise generator.
         coarse_spacing: mm of the coarse whole-field grid.
+        fine_from: items from this index on are repainted on ``root_grid`` (the earlier ones are large and smooth).
 
     Returns:
         (nz, ny, nx) float32 HU on ``out`` (not yet rounded).
@@ -400,7 +438,8 @@ def form_image(items: Sequence[Any], out: Grid, root_grid: Grid, heart_box: tupl
     corr_std = std * float(np.sqrt(1 - imaging["white_frac"] ** 2))
     motion = imaging.get("motion")
 
-    hu = blur(render_region(items, coarse), coarse, imaging["blur_mm"])
+    raw = render_region(items, coarse)
+    hu = blur(raw, coarse, imaging["blur_mm"])
     if motion:
         hblock = coarse.block(*heart_box)
         if hblock is not None:
@@ -408,16 +447,24 @@ def form_image(items: Sequence[Any], out: Grid, root_grid: Grid, heart_box: tupl
     noise = correlated_noise(rng, coarse, imaging["corr_mm"])
     noise *= F32(corr_std)
     hu += noise
-    hu += artefact_field(imaging, *coarse.coords((slice(0, coarse.shape[0]), slice(0, coarse.shape[1]), slice(0, coarse.shape[2]))))
+    hu += artefact_field(
+        imaging, *coarse.coords((slice(0, coarse.shape[0]), slice(0, coarse.shape[1]), slice(0, coarse.shape[2])))
+    )
     result = resample(hu, coarse, out)
     del hu
 
-    # Fine aortic root: same noise realisation (resampled), same artefacts, so the blend leaves no seam.
-    root = blur(render_region(items, root_grid), root_grid, imaging["blur_mm"])
+    # Fine aortic root: the heart and everything painted after it repainted at fine resolution over the coarse
+    # rendering; same noise realisation (resampled) and artefacts, so the blend leaves no seam.
+    root = render_region(items[fine_from:], root_grid, resample(raw, coarse, root_grid))
+    del raw
+    root = blur(root, root_grid, imaging["blur_mm"])
     if motion:
         ghost(root, root_grid, motion["shift_mm"], motion["alpha"])
     root += resample(noise, coarse, root_grid, 0.0)
-    root += artefact_field(imaging, *root_grid.coords((slice(0, root_grid.shape[0]), slice(0, root_grid.shape[1]), slice(0, root_grid.shape[2]))))
+    root += artefact_field(
+        imaging,
+        *root_grid.coords((slice(0, root_grid.shape[0]), slice(0, root_grid.shape[1]), slice(0, root_grid.shape[2]))),
+    )
     c = root_grid.corners()
     block, region = sub_grid(out, c.min(0), c.max(0))
     if block is not None:
@@ -437,5 +484,5 @@ def form_image(items: Sequence[Any], out: Grid, root_grid: Grid, heart_box: tupl
     for z0 in range(0, nz, tz):
         oy, ox = rng.integers(0, 33, size=2)
         z1 = min(nz, z0 + tz)
-        result[z0:z1] += tile[: z1 - z0, oy:oy + ny, ox:ox + nx]
+        result[z0:z1] += tile[: z1 - z0, oy : oy + ny, ox : ox + nx]
     return result
