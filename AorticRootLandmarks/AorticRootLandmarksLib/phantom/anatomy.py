@@ -172,7 +172,7 @@ class RootGeometry:
         d_wall = np.maximum(np.maximum(r - R - F32(self.wall), F32(-2.5) - h), h - H)  # above: the aorta's wall
         d_muscle = np.maximum(np.maximum(r - R - F32(self.muscle), bottom + F32(3) - h), h - F32(1.0))
         za = self.attachment_height(t)
-        half = F32(2.0)
+        half = F32(self.leaflet_thickness / 2)
         if self.valve_open:
             r_leaf = base + F32(self.open_bulge) * bulge
             d_leaf = np.maximum(np.maximum(np.abs(r - r_leaf) - half, za - h), h - F32(self.commissure_height))

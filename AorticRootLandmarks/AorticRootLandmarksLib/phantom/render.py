@@ -116,10 +116,6 @@ class Ellipsoid:
         # First-order distance to the level set f = 1: (f - 1) / |grad f|, exact at the surface.
         return (f - 1) / (2 * np.sqrt(np.maximum(g2, F32(1e-8))))
 
-    def contains(self, points: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        u = (np.atleast_2d(points) - self.center) @ self.axes.T / (self.radii * scale)
-        return (u**2).sum(1) < 1.0
-
 
 @dataclass(frozen=True)
 class Cylinder:
