@@ -36,20 +36,20 @@ def test_run_folder(run):
     names = {p.name for p in (run / "run").iterdir()}
     assert {"config.yaml", "split.json", "fold0", "fold1", "model", "test_predictions", "test_evaluation"} <= names
     for fold in ("fold0", "fold1"):
-        log = (run / "run" / fold / "log.csv").read_text().splitlines()
+        log = (run / "run" / fold / "log.csv").read_text(encoding="utf-8").splitlines()
         assert log[0].startswith("epoch,train_loss,val_median_mm") and len(log) == 3  # header + 2 epochs
         assert (run / "run" / fold / "best.pt").is_file() and (run / "run" / fold / "last.pt").is_file()
-    meta = json.loads((run / "run" / "model" / "model.json").read_text())
+    meta = json.loads((run / "run" / "model" / "model.json").read_text(encoding="utf-8"))
     assert meta["landmarks"] == ["RCC", "LCC", "NCC"] and meta["folds"] == ["fold0.pt", "fold1.pt"]
     assert meta["grid"]["size"] == [64, 64, 48] and meta["loss"] == "glip"
-    split = json.loads((run / "run" / "split.json").read_text())
+    split = json.loads((run / "run" / "split.json").read_text(encoding="utf-8"))
     assert len(split["test"]) == 2 and len(list((run / "run" / "test_predictions").glob("*.mrk.json"))) == 2
 
 
 def test_detections(run):
     cases = read_manifest(run / "data" / "manifest.csv")
     for case in cases:
-        record = json.loads((run / "det" / f"{case.case_id}.json").read_text())
+        record = json.loads((run / "det" / f"{case.case_id}.json").read_text(encoding="utf-8"))
         assert record["coordinate_system"] == "LPS"
         positions = np.array([record["landmarks"][n]["position_lps"] for n in ("RCC", "LCC", "NCC")])
         grid = record["grid"]
@@ -62,10 +62,10 @@ def test_detections(run):
 
 
 def test_evaluation(run):
-    summary = json.loads((run / "eval" / "summary.json").read_text())
+    summary = json.loads((run / "eval" / "summary.json").read_text(encoding="utf-8"))
     text = json.dumps(summary)
     assert "RCC" in text and "NCC" in text
-    assert (run / "eval" / "per_case.csv").read_text().count("\n") >= 7  # header + 6 cases
+    assert (run / "eval" / "per_case.csv").read_text(encoding="utf-8").count("\n") >= 7  # header + 6 cases
     assert (run / "eval" / "errors.png").stat().st_size > 1000
 
 
@@ -86,10 +86,10 @@ def test_bad_input_is_one_line_and_leaves_nothing(run, tmp_path):
     assert len(list((run / "det").glob("*.json"))) == 12
     # a manifest with a NaN coordinate
     bad = tmp_path / "bad.csv"
-    text = (run / "data" / "manifest.csv").read_text().splitlines()
+    text = (run / "data" / "manifest.csv").read_text(encoding="utf-8").splitlines()
     fields = text[1].split(",")
     fields[1] = "nan"
-    bad.write_text("\n".join([text[0], ",".join(fields)]) + "\n")
+    bad.write_text("\n".join([text[0], ",".join(fields)]) + "\n", encoding="utf-8")
     (tmp_path / "images").symlink_to(run / "data" / "images")
     result = cli("evaluate", run / "det", bad)
     assert result.returncode == 2 and "not a finite number" in result.stderr

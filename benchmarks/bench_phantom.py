@@ -19,7 +19,7 @@ import time
 import SimpleITK as sitk
 
 from AorticRootLandmarksLib.phantom import case_from_params, generate_case
-from AorticRootLandmarksLib.phantom.anatomy import sample_params
+from AorticRootLandmarksLib.phantom.params import sample_params
 from AorticRootLandmarksLib.phantom.dicom import write_dicom_series
 
 

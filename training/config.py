@@ -27,6 +27,7 @@ class TrainConfig:
         sigma: Gaussian heatmap sigma, mm.
         spacing, size, window: the network grid (GridSpec).
         features: U-Net channels per level; None = network default.
+        restore_channels: channels of the full-resolution layer before the heads; None = network default.
         epochs, batch_size, lr, seed: optimisation (Adam).
         steps_per_epoch: batches per epoch; None = one pass over the training cases.
         folds: k of k-fold cross-validation on the non-test cases; 1 = one train/validation split.
@@ -51,6 +52,7 @@ class TrainConfig:
     size: list[int] = field(default_factory=lambda: [128, 128, 80])
     window: list[float] = field(default_factory=lambda: [-500.0, 1500.0])
     features: list[int] | None = None
+    restore_channels: int | None = None
     epochs: int = 50
     batch_size: int = 2
     lr: float = 1e-3
@@ -88,13 +90,13 @@ class TrainConfig:
         return self
 
     def to_yaml(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+        Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False), encoding="utf-8")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
         """Read a config file; keyword overrides (e.g. from CLI flags) that are not None win."""
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as err:
             raise InputError(f"{path}: cannot read config ({err})") from None
         known = {f.name for f in dataclasses.fields(cls)}

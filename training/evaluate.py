@@ -97,7 +97,7 @@ def success_detection_rate(errors: np.ndarray, thresholds: Sequence[float] = SDR
 def _read_prediction(path: Path, landmarks: Sequence[str]) -> np.ndarray:
     """(K, 3) LPS positions of the named landmarks in one detection JSON."""
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path}: not a readable JSON file ({error})") from None
     found = document.get("landmarks") if isinstance(document, dict) else None
@@ -206,7 +206,7 @@ def evaluate(
         if tmp is not None:
             _write_per_case(tmp / "per_case.csv", result["per_case"])
             summary = {key: value for key, value in result.items() if key != "per_case"}
-            (tmp / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+            (tmp / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n", encoding="utf-8")
             rows, names = result["per_case"], result["landmarks"]
             errors = np.array([[row[f"{name}_mm"] for name in names] for row in rows])
             plot_errors(tmp / "errors.png", errors, names, [row["quality"] for row in rows])
@@ -286,7 +286,7 @@ def _csv_cell(value) -> str:
 
 
 def _write_per_case(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as handle:
+    with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows({key: _csv_cell(value) for key, value in row.items()} for row in rows)

@@ -52,7 +52,7 @@ def sweep(base: TrainConfig, grid: dict[str, list], out: str | Path, force: bool
         medians = _validation_medians(run)
         rows.append({**settings, "val_median_mm": float(np.mean(medians)), "run": run.name})
     summary = out / "summary.csv"
-    with summary.open("w", newline="") as handle:
+    with summary.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -64,7 +64,7 @@ def _validation_medians(run: Path) -> list[float]:
     """Best validation median (mm) of each fold, read back from the fold logs."""
     medians = []
     for log in sorted(run.glob("fold*/log.csv")):
-        with log.open() as handle:
+        with log.open(encoding="utf-8") as handle:
             medians.append(min(float(r["val_median_mm"]) for r in csv.DictReader(handle)))
     return medians
 

@@ -42,6 +42,8 @@ def _progress(iterable, **kwargs):
 
 def build_network(config: TrainConfig) -> UNet3D:
     kwargs = {"features": tuple(config.features)} if config.features else {}
+    if config.restore_channels:
+        kwargs["restore_channels"] = config.restore_channels
     return UNet3D(in_channels=1, out_channels=len(config.landmarks), **kwargs)
 
 
@@ -91,7 +93,7 @@ def train_fold(config: TrainConfig, train: list[Sample], val: list[Sample], fold
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator)
     size = tuple(int(s) for s in config.size)
     best = float("inf")
-    with (folder / "log.csv").open("w", newline="") as handle:
+    with (folder / "log.csv").open("w", newline="", encoding="utf-8") as handle:
         log = csv.writer(handle)
         log.writerow(LOG_COLUMNS)
         epochs = _progress(range(config.epochs), desc=f"fold {fold}", unit="epoch")
@@ -108,7 +110,7 @@ def train_fold(config: TrainConfig, train: list[Sample], val: list[Sample], fold
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                    losses.append(float(loss))
+                    losses.append(loss.item())
                 errors = validation_errors(network, val, config, device)
                 median = float(np.median(errors))
                 row = [epoch, np.mean(losses), median, errors.mean(), errors.max(), time.perf_counter() - start]
@@ -166,7 +168,7 @@ def train(config: TrainConfig, force: bool = False, command: str = "") -> Path:
     config.to_yaml(run / "config.yaml")
     named = {"test": [cases[i].case_id for i in split["test"]]}
     named["folds"] = [{k: [cases[i].case_id for i in v] for k, v in f.items()} for f in split["folds"]]
-    (run / "split.json").write_text(json.dumps(named, indent=2))
+    (run / "split.json").write_text(json.dumps(named, indent=2), encoding="utf-8")
 
     networks, medians = [], []
     for fold, parts in enumerate(split["folds"]):

@@ -99,7 +99,7 @@ def detect_files(
             image = read_image(path)
             detection = detect(image, ensemble)
             record = detection_record(detection, image, path)
-            (tmp / f"{name}.json").write_text(json.dumps(record, indent=2))
+            (tmp / f"{name}.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
             descriptions = [f"confidence {c:.2f}" for c in detection.confidence]
             write_markups(tmp / f"{name}.mrk.json", detection.names, detection.positions_lps, descriptions=descriptions)
             outside = [n for n, v in record["landmarks"].items() if not v["inside_image"]]

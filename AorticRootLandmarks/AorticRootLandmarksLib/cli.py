@@ -57,6 +57,7 @@ def cmd_train(args) -> None:
         "spacing": args.spacing,
         "size": args.size,
         "features": args.features,
+        "restore_channels": args.restore_channels,
         "epochs": args.epochs,
         "steps_per_epoch": args.steps_per_epoch,
         "batch_size": args.batch_size,
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=float, help="network grid spacing, mm (default 1.6)")
     p.add_argument("--size", type=int, nargs=3, metavar=("X", "Y", "Z"), help="network grid size (default 128 128 80)")
     p.add_argument("--features", type=int, nargs="+", help="U-Net channels per level")
+    p.add_argument("--restore-channels", type=int, help="channels of the full-resolution layer (default 8)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--batch-size", type=int)

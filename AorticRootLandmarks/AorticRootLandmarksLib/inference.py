@@ -95,7 +95,7 @@ def load_ensemble(model_dir: PathLike | None = None, device: str = "auto") -> En
 
     folder = find_model_dir(bundled_model_dir() if model_dir is None else model_dir)
     try:
-        meta = json.loads((folder / "model.json").read_text())
+        meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
     except ValueError as err:
         raise InputError(f"{folder / 'model.json'}: not valid JSON ({err})") from None
     if meta.get("format_version") != MODEL_FORMAT_VERSION:
@@ -130,7 +130,7 @@ def save_model_dir(path: PathLike, networks: Sequence, meta: dict, half: bool = 
         torch.save(state, folder / f"fold{i}.pt")
         files.append(f"fold{i}.pt")
     meta = {**meta, "format_version": MODEL_FORMAT_VERSION, "folds": files}
-    (folder / "model.json").write_text(json.dumps(meta, indent=2))
+    (folder / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return folder
 
 

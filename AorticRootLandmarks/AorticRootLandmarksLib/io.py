@@ -146,7 +146,7 @@ def write_markups(
             }
         ],
     }
-    Path(path).write_text(json.dumps(document, indent=2))
+    Path(path).write_text(json.dumps(document, indent=2), encoding="utf-8")
 
 
 def read_markups(path: PathLike) -> tuple[list[str], PointsLPS]:
@@ -157,7 +157,7 @@ def read_markups(path: PathLike) -> tuple[list[str], PointsLPS]:
     """
     path = Path(path)
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_text(encoding="utf-8"))
         markup = document["markups"][0]
         labels = [p["label"] for p in markup["controlPoints"]]
         points = np.array([p["position"] for p in markup["controlPoints"]], dtype=float).reshape(-1, 3)
@@ -198,7 +198,7 @@ def read_manifest(csv_path: PathLike, landmarks: Sequence[str] = DEFAULT_LANDMAR
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise InputError(f"{csv_path}: manifest not found")
-    with csv_path.open(newline="") as handle:
+    with csv_path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         rows = list(reader)
@@ -237,7 +237,7 @@ def write_manifest(csv_path: PathLike, cases: Sequence[Case], landmarks: Sequenc
     """Write a manifest (see `read_manifest`); image paths are made relative to the CSV's folder."""
     csv_path = Path(csv_path)
     columns = ["image"] + [f"{name}_{axis}" for name in landmarks for axis in "xyz"] + ["quality"]
-    with csv_path.open("w", newline="") as handle:
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
         for case in cases:
@@ -268,7 +268,7 @@ def atomic_output_dir(path: PathLike, force: bool = False) -> Iterator[Path]:
 
     Example:
         >>> with atomic_output_dir("out/detections") as tmp:
-        ...     (tmp / "case.json").write_text("{}")
+        ...     (tmp / "case.json").write_text("{}", encoding="utf-8")
     """
     path = Path(path)
     if path.is_file():

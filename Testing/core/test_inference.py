@@ -82,10 +82,10 @@ def test_detect_returns_world_positions_on_the_grid(tiny_model_dir):
 def test_load_ensemble_errors(tmp_path, tiny_model_dir):
     with pytest.raises(InputError, match="not a model folder"):
         load_ensemble(tmp_path)
-    (tmp_path / "model.json").write_text("{")
+    (tmp_path / "model.json").write_text("{", encoding="utf-8")
     with pytest.raises(InputError, match="not valid JSON"):
         load_ensemble(tmp_path)
-    meta = json.loads((tiny_model_dir / "model.json").read_text())
-    (tmp_path / "model.json").write_text(json.dumps({**meta, "format_version": 99}))
+    meta = json.loads((tiny_model_dir / "model.json").read_text(encoding="utf-8"))
+    (tmp_path / "model.json").write_text(json.dumps({**meta, "format_version": 99}), encoding="utf-8")
     with pytest.raises(InputError, match="model format"):
         load_ensemble(tmp_path)

@@ -80,7 +80,7 @@ def test_read_image_errors(tmp_path):
     (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
     with pytest.raises(InputError, match="cannot read"):
         read_image(tmp_path / "junk.nii.gz")
-    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
     with pytest.raises(InputError, match="unsupported"):
         read_image(tmp_path / "notes.txt")
     flat = sitk.Image(16, 16, sitk.sitkInt16)
@@ -100,7 +100,7 @@ def test_dicom_folder_with_two_series(tmp_path):
 def test_markups_round_trip_lps(tmp_path):
     points = np.array([[1.5, -2.0, 3.25], [4.0, 5.0, -6.0], [0.0, 0.0, 0.0]])
     write_markups(tmp_path / "p.mrk.json", ["RCC", "LCC", "NCC"], points)
-    document = json.loads((tmp_path / "p.mrk.json").read_text())
+    document = json.loads((tmp_path / "p.mrk.json").read_text(encoding="utf-8"))
     assert document["markups"][0]["coordinateSystem"] == "LPS"
     labels, read = read_markups(tmp_path / "p.mrk.json")
     assert labels == ["RCC", "LCC", "NCC"]
@@ -109,9 +109,9 @@ def test_markups_round_trip_lps(tmp_path):
 
 def test_read_markups_converts_ras(tmp_path):
     write_markups(tmp_path / "p.mrk.json", ["A"], np.array([[1.0, 2.0, 3.0]]))
-    document = json.loads((tmp_path / "p.mrk.json").read_text())
+    document = json.loads((tmp_path / "p.mrk.json").read_text(encoding="utf-8"))
     document["markups"][0]["coordinateSystem"] = "RAS"  # same numbers, now meant as RAS: LPS = (-1, -2, 3)
-    (tmp_path / "p.mrk.json").write_text(json.dumps(document))
+    (tmp_path / "p.mrk.json").write_text(json.dumps(document), encoding="utf-8")
     _, points = read_markups(tmp_path / "p.mrk.json")
     np.testing.assert_allclose(points, [[-1.0, -2.0, 3.0]])
 
@@ -137,7 +137,7 @@ def test_manifest_round_trip(dataset):
     path, cases = dataset
     read = read_manifest(path)
     assert [c.case_id for c in read] == ["c0", "c1", "c2"]
-    assert "images/c0.nii.gz" in path.read_text()  # relative to the CSV
+    assert "images/c0.nii.gz" in path.read_text(encoding="utf-8")  # relative to the CSV
     for a, b in zip(read, cases):
         np.testing.assert_allclose(a.landmarks_lps, b.landmarks_lps)
         assert a.quality == "3+" and a.image == b.image.resolve()
@@ -145,7 +145,7 @@ def test_manifest_round_trip(dataset):
 
 def test_manifest_accepts_authors_columns(dataset):
     path, _ = dataset
-    path.write_text(path.read_text().replace("image,", "DICOMPath,").replace(",quality", ",CTQuality"))
+    path.write_text(path.read_text(encoding="utf-8").replace("image,", "DICOMPath,").replace(",quality", ",CTQuality"))
     assert [c.quality for c in read_manifest(path)] == ["3+"] * 3
 
 
@@ -161,7 +161,7 @@ def test_manifest_accepts_authors_columns(dataset):
 )
 def test_manifest_errors(dataset, edit, message):
     path, _ = dataset
-    path.write_text(edit(path.read_text()))
+    path.write_text(edit(path.read_text(encoding="utf-8")))
     with pytest.raises(InputError, match=message):
         read_manifest(path)
 
@@ -169,18 +169,18 @@ def test_manifest_errors(dataset, edit, message):
 def test_atomic_output_dir(tmp_path):
     out = tmp_path / "out"
     with atomic_output_dir(out) as tmp:
-        (tmp / "a.txt").write_text("1")
+        (tmp / "a.txt").write_text("1", encoding="utf-8")
         assert not out.exists()  # nothing visible until the block succeeds
-    assert (out / "a.txt").read_text() == "1"
+    assert (out / "a.txt").read_text(encoding="utf-8") == "1"
     with pytest.raises(InputError, match="--force"):
         with atomic_output_dir(out):
             pass
     with pytest.raises(RuntimeError):
         with atomic_output_dir(out, force=True) as tmp:
-            (tmp / "b.txt").write_text("2")
+            (tmp / "b.txt").write_text("2", encoding="utf-8")
             raise RuntimeError("boom")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial folder left
     assert (out / "a.txt").exists() and not (out / "b.txt").exists()  # old output kept on failure
     with atomic_output_dir(out, force=True) as tmp:
-        (tmp / "c.txt").write_text("3")
+        (tmp / "c.txt").write_text("3", encoding="utf-8")
     assert sorted(p.name for p in out.iterdir()) == ["c.txt"]

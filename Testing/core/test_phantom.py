@@ -10,15 +10,10 @@ import pytest
 import SimpleITK as sitk
 
 from AorticRootLandmarksLib.phantom import generate_case, save_preview, write_dataset
-from AorticRootLandmarksLib.phantom.anatomy import (
-    GRADE_PROBS,
-    GRADES,
-    build_anatomy,
-    ramanujan_perimeter,
-    root_from_params,
-    sample_params,
-)
+from AorticRootLandmarksLib.phantom.anatomy import build_anatomy
+from AorticRootLandmarksLib.phantom.params import GRADE_PROBS, GRADES, sample_params
 from AorticRootLandmarksLib.phantom.render import Ellipsoid, Grid, Layer, form_image, render_region
+from AorticRootLandmarksLib.phantom.root import ramanujan_perimeter, root_from_params
 
 CLEAN = {"noise_std": 0.0, "white_frac": 0.4, "corr_mm": 1.0, "blur_mm": 0.5}
 
@@ -359,7 +354,7 @@ def test_write_dataset_nifti_and_dicom_read_back(tmp_path, small_case):
         assert manifest == out / "manifest.csv"
         cases = io.read_manifest(manifest)
         assert [c.case_id for c in cases] == [f"phantom_{i:04d}" for i in range(4)]
-        truth = json.loads((out / "truth.json").read_text())
+        truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
         c3 = cases[3]
         np.testing.assert_allclose(c3.landmarks_lps, small_case.landmarks_lps, atol=1e-4)
         assert c3.quality == small_case.quality == truth["phantom_0003"]["quality"]
@@ -381,7 +376,7 @@ def test_write_dataset_refuses_bad_input_and_leaves_no_partial_output(tmp_path, 
     with pytest.raises(InputError, match="format"):
         write_dataset(tmp_path / "a", 1, fmt="png", size="small", progress=False)
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "keep.txt").write_text("x")
+    (tmp_path / "b" / "keep.txt").write_text("x", encoding="utf-8")
     with pytest.raises(InputError, match="not empty"):
         write_dataset(tmp_path / "b", 1, size="small", progress=False)
 

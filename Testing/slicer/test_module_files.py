@@ -23,7 +23,7 @@ def _parameter_names(widget: ET.Element) -> list[str]:
 
 
 def test_ui_names_every_widget_the_widget_class_uses():
-    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_PY.read_text()))
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_PY.read_text(encoding="utf-8")))
     assert {"detectButton", "restoreButton", "progressBar", "statusLabel", "resultsTable"} <= used
     missing = used - set(_ui_widgets())
     assert not missing, f"used in AorticRootLandmarks.py but not in the .ui: {sorted(missing)}"
@@ -53,7 +53,7 @@ def test_ui_has_the_widgets_the_workflow_needs():
 
 
 def test_parameter_names_in_ui_match_the_parameter_node():
-    tree = ast.parse(MODULE_PY.read_text())
+    tree = ast.parse(MODULE_PY.read_text(encoding="utf-8"))
     node_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("ParameterNode"))
     fields = {s.target.id for s in node_class.body if isinstance(s, ast.AnnAssign)}
     bound = {name for widget in _ui_widgets().values() for name in _parameter_names(widget)}
@@ -76,7 +76,7 @@ def _cmake_list(text: str, variable: str, command: str = "set(") -> list[str]:
 
 
 def test_cmake_lists_every_python_file_and_resource():
-    text = (MODULE / "CMakeLists.txt").read_text()
+    text = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
     scripts = _cmake_list(text, "MODULE_PYTHON_SCRIPTS")
     on_disk = sorted(
         str(p.relative_to(MODULE))
@@ -101,7 +101,7 @@ def test_cmake_lists_every_python_file_and_resource():
 
 
 def test_extension_cmake_declares_the_extension():
-    text = (ROOT / "CMakeLists.txt").read_text()
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     assert 'set(EXTENSION_CATEGORY "Cardiac")' in text
     assert 'set(EXTENSION_DEPENDS "PyTorch")' in text
     for variable in ("EXTENSION_HOMEPAGE", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):

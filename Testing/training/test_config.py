@@ -18,7 +18,7 @@ def test_yaml_round_trip_and_overrides(tmp_path):
 
 
 def test_unknown_key_and_bad_values(tmp_path):
-    (tmp_path / "c.yaml").write_text("sigmaa: 1\n")
+    (tmp_path / "c.yaml").write_text("sigmaa: 1\n", encoding="utf-8")
     with pytest.raises(InputError, match="unknown config key"):
         TrainConfig.from_yaml(tmp_path / "c.yaml")
     with pytest.raises(InputError, match="folds"):

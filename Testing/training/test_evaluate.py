@@ -34,7 +34,7 @@ def write_detection(path, points, names=("RCC", "LCC", "NCC")):
         name: {"position_lps": list(map(float, p)), "grid_index": [0, 0, 0], "score": 0.9, "confidence": 0.8}
         for name, p in zip(names, points)
     }
-    path.write_text(json.dumps({"image": "x", "landmarks": landmarks, "device": "cpu"}))
+    path.write_text(json.dumps({"image": "x", "landmarks": landmarks, "device": "cpu"}), encoding="utf-8")
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def dataset(tmp_path):
         sitk.WriteImage(sitk.Image(2, 2, 2, sitk.sitkInt16), str(images / f"{name}.nii.gz"))
         rows.append([f"images/{name}.nii.gz", *TRUTH.ravel(), QUALITY[name]])
     manifest = tmp_path / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
+    with manifest.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image"] + [f"{n}_{a}" for n in ("RCC", "LCC", "NCC") for a in "xyz"] + ["quality"])
         writer.writerows(rows)
@@ -55,7 +55,7 @@ def dataset(tmp_path):
     preds.mkdir()
     for name, offset in OFFSETS.items():
         write_detection(preds / f"{name}.json", TRUTH + offset)
-    (preds / "a.mrk.json").write_text("{}")  # Slicer markups next to detections: skipped
+    (preds / "a.mrk.json").write_text("{}", encoding="utf-8")  # Slicer markups next to detections: skipped
     write_detection(preds / "zzz.json", TRUTH)  # a prediction of no manifest case
     return manifest, preds
 
@@ -85,7 +85,7 @@ def test_read_predictions(dataset, tmp_path):
     np.testing.assert_allclose(found["c"], TRUTH + OFFSETS["c"])
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "x.json").write_text("{not json")
+    (bad / "x.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(InputError, match="x.json"):
         evaluate.read_predictions(bad, ["RCC"])
     (bad / "x.json").unlink()
@@ -131,11 +131,11 @@ def test_evaluate_end_to_end(dataset, tmp_path):
     assert poor["plane_distance_mm"]["median"] == pytest.approx(PLANE_C)
 
     assert sorted(p.name for p in out.iterdir()) == ["errors.png", "per_case.csv", "summary.json"]
-    with (out / "per_case.csv").open() as handle:
+    with (out / "per_case.csv").open(encoding="utf-8") as handle:
         table = list(csv.DictReader(handle))
     assert [r["case_id"] for r in table] == ["a", "b", "c"] and table[2]["quality"] == "poor"
     assert float(table[2]["plane_distance_mm"]) == pytest.approx(PLANE_C, abs=1e-4)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["summary"]["sdr"]["2.0"] == pytest.approx(8 / 9) and "per_case" not in summary
     assert (out / "errors.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -160,7 +160,7 @@ def test_evaluate_degenerate_prediction_and_no_overlap(dataset, tmp_path):
     assert any("no annulus plane metrics" in str(w.message) for w in caught)
     assert np.isnan(result["per_case"][0]["plane_distance_mm"])
     assert result["summary"]["plane_distance_mm"]["n"] == 2  # a left out of the plane statistics
-    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())  # strict JSON: no NaN
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))  # strict JSON: no NaN
     assert summary["summary"]["plane_distance_mm"]["n"] == 2
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -19,8 +19,10 @@ from typing import Any, Union
 import numpy as np
 import SimpleITK as sitk
 
-from .anatomy import CUSPS, GRADES, build_anatomy, sample_params
+from .anatomy import build_anatomy
+from .params import GRADES, sample_params
 from .render import form_image
+from .root import CUSPS
 
 __all__ = ["PhantomCase", "generate_case", "write_dataset", "save_preview", "GRADES"]
 
@@ -177,5 +179,5 @@ def write_dataset(
             if preview:
                 save_preview(case, tmp / "previews" / f"{cid}.png")
         io.write_manifest(tmp / "manifest.csv", cases)
-        (tmp / "truth.json").write_text(json.dumps(truth, indent=1))
+        (tmp / "truth.json").write_text(json.dumps(truth, indent=1), encoding="utf-8")
     return out_dir / "manifest.csv"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 import SimpleITK as sitk
 
-from .anatomy import CUSPS, root_from_params
+from .root import CUSPS, root_from_params
 
 if TYPE_CHECKING:
     from . import PhantomCase

@@ -421,7 +421,7 @@ def form_image(
         out: output grid (any diagonal direction).
         root_grid: fine grid (any direction) around the aortic root, blended over the coarse rendering.
         heart_box: world (lo, hi) where motion ghosting applies.
-        imaging: noise_std, white_frac, corr_mm, blur_mm, streaks, bands, motion (see anatomy.sample_params).
+        imaging: noise_std, white_frac, corr_mm, blur_mm, streaks, bands, motion (see params.sample_params).
         rng: noise generator.
         coarse_spacing: mm of the coarse whole-field grid.
         fine_from: items from this index on are repainted on ``root_grid`` (the earlier ones are large and smooth).
