@@ -26,6 +26,8 @@ class TrainConfig:
         penalty_target: per-axis target slope c: "sqrt3" (1/sqrt(3), authors' code, 3D gradient norm 1) or "one".
         sigma: Gaussian heatmap sigma, mm.
         spacing, size, window: the network grid (GridSpec).
+        architecture: "per_landmark" (one U-Net per landmark; default, see network.PerLandmarkUNets for why) or
+            "shared" (one U-Net with K output channels, as in the paper).
         features: U-Net channels per level; None = network default.
         restore_channels: channels of the full-resolution layer before the heads; None = network default.
         epochs, batch_size, lr, seed: optimisation (Adam).
@@ -51,6 +53,7 @@ class TrainConfig:
     spacing: float = 1.6
     size: list[int] = field(default_factory=lambda: [128, 128, 80])
     window: list[float] = field(default_factory=lambda: [-500.0, 1500.0])
+    architecture: str = "per_landmark"
     features: list[int] | None = None
     restore_channels: int | None = None
     epochs: int = 50
@@ -85,6 +88,8 @@ class TrainConfig:
             raise InputError("sigma, spacing and lr must be positive")
         if not 0 <= self.test_fraction < 1 or not 0 < self.val_fraction < 1:
             raise InputError("test_fraction must be in [0, 1) and val_fraction in (0, 1)")
+        if self.architecture not in ("per_landmark", "shared"):
+            raise InputError(f"architecture = {self.architecture!r}: use per_landmark or shared")
         if self.epochs < 1 or self.batch_size < 1:
             raise InputError("epochs and batch_size must be at least 1")
         return self

@@ -21,7 +21,7 @@ from AorticRootLandmarksLib.batch import detect_files
 from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.inference import decode_peaks, resolve_device, save_model_dir
 from AorticRootLandmarksLib.io import read_manifest, write_manifest
-from AorticRootLandmarksLib.network import UNet3D
+from AorticRootLandmarksLib.network import build_network as network_from_config
 
 from .config import TrainConfig
 from .data import LandmarkDataset, Sample, load_sample, split_cases
@@ -40,11 +40,13 @@ def _progress(iterable, **kwargs):
     return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
-def build_network(config: TrainConfig) -> UNet3D:
-    kwargs = {"features": tuple(config.features)} if config.features else {}
+def build_network(config: TrainConfig):
+    kwargs = {"architecture": config.architecture, "in_channels": 1, "out_channels": len(config.landmarks)}
+    if config.features:
+        kwargs["features"] = list(config.features)
     if config.restore_channels:
         kwargs["restore_channels"] = config.restore_channels
-    return UNet3D(in_channels=1, out_channels=len(config.landmarks), **kwargs)
+    return network_from_config(kwargs)
 
 
 def predict_indices(network: torch.nn.Module, samples: list[Sample], config: TrainConfig, device) -> np.ndarray:

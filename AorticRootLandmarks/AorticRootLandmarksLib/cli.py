@@ -56,6 +56,7 @@ def cmd_train(args) -> None:
         "sigma": args.sigma,
         "spacing": args.spacing,
         "size": args.size,
+        "architecture": args.architecture,
         "features": args.features,
         "restore_channels": args.restore_channels,
         "epochs": args.epochs,
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, help="heatmap sigma, mm (default 1)")
     p.add_argument("--spacing", type=float, help="network grid spacing, mm (default 1.6)")
     p.add_argument("--size", type=int, nargs=3, metavar=("X", "Y", "Z"), help="network grid size (default 128 128 80)")
+    p.add_argument("--architecture", choices=("per_landmark", "shared"), help="one U-Net per landmark (default)")
     p.add_argument("--features", type=int, nargs="+", help="U-Net channels per level")
     p.add_argument("--restore-channels", type=int, help="channels of the full-resolution layer (default 8)")
     p.add_argument("--epochs", type=int)

@@ -91,7 +91,7 @@ def load_ensemble(model_dir: PathLike | None = None, device: str = "auto") -> En
     """
     import torch
 
-    from .network import UNet3D
+    from .network import build_network
 
     folder = find_model_dir(bundled_model_dir() if model_dir is None else model_dir)
     try:
@@ -103,7 +103,7 @@ def load_ensemble(model_dir: PathLike | None = None, device: str = "auto") -> En
     torch_device = resolve_device(device)
     networks = []
     for name in meta["folds"]:
-        network = UNet3D(**meta["network"])
+        network = build_network(meta["network"])
         try:
             state = torch.load(folder / name, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError) as err:
@@ -117,7 +117,7 @@ def load_ensemble(model_dir: PathLike | None = None, device: str = "auto") -> En
 def save_model_dir(path: PathLike, networks: Sequence, meta: dict, half: bool = True) -> Path:
     """Write a self-contained model folder: model.json plus one state dict per fold (float16 by default, half size).
 
-    `meta` must hold landmarks, grid (GridSpec.to_dict()), network (UNet3D.config()); format_version and folds are
+    `meta` must hold landmarks, grid (GridSpec.to_dict()), network (the network's config()); format_version and folds are
     filled in here.
     """
     folder = Path(path)

@@ -134,3 +134,23 @@ def test_output_can_peak_on_any_full_resolution_voxel():
     with torch.no_grad():
         y = net(x)[0, 0]
     assert int(y.argmax()) == (3 * 16 + 5) * 16 + 1
+
+
+def test_per_landmark_networks_are_independent():
+    """One U-Net per landmark: output k depends only on network k's weights, and build_network rebuilds it."""
+    from AorticRootLandmarksLib.network import PerLandmarkUNets, build_network
+
+    torch.manual_seed(0)
+    net = PerLandmarkUNets(in_channels=1, out_channels=3, features=(4, 8))
+    x = torch.rand(1, 1, 8, 8, 8)
+    out = net(x)
+    assert out.shape == (1, 3, 8, 8, 8)
+    out[:, 1].sum().backward()
+    grads = [sum(float(p.grad.abs().sum()) for p in sub.parameters() if p.grad is not None) for sub in net.nets]
+    assert grads[0] == 0 and grads[2] == 0 and grads[1] > 0  # no shared weights: no competition
+    clone = build_network(net.config())
+    clone.load_state_dict(net.state_dict())
+    torch.testing.assert_close(clone(x), out.detach())
+    assert isinstance(build_network({"in_channels": 1, "out_channels": 2, "features": [4, 8]}), UNet3D)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_network({"architecture": "transformer"})
