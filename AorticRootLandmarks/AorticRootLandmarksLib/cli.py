@@ -44,35 +44,14 @@ def cmd_detect(args) -> None:
 
 
 def cmd_train(args) -> None:
+    import dataclasses
+
     from training.config import TrainConfig
     from training.train import train
 
-    overrides = {
-        "manifest": str(args.manifest),
-        "out": str(args.out),
-        "loss": args.loss,
-        "penalty": args.penalty,
-        "penalty_target": args.penalty_target,
-        "sigma": args.sigma,
-        "spacing": args.spacing,
-        "size": args.size,
-        "architecture": args.architecture,
-        "features": args.features,
-        "restore_channels": args.restore_channels,
-        "epochs": args.epochs,
-        "steps_per_epoch": args.steps_per_epoch,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "folds": args.folds,
-        "test_fraction": args.test_fraction,
-        "seed": args.seed,
-        "device": args.device,
-        "threads": args.threads,
-        "landmarks": args.landmarks,
-        "decoding": args.decoding,
-        "name": args.name,
-        "cache_dir": args.cache_dir,
-    }
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in fields}  # flag names are the config's field names
+    overrides.update(manifest=str(args.manifest), out=str(args.out))
     if args.no_augment:
         overrides["augment"] = False
     if args.config:
@@ -116,6 +95,12 @@ def cmd_demo(args) -> None:
     run_demo(args.out, n=args.n, model=args.model, device=args.device, force=args.force)
 
 
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=_existing, help="model or run folder (default: the bundled model)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aortic-root",
@@ -126,9 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job in one command: phantom CTs -> detect (bundled model) -> evaluate")
     p.add_argument("--out", type=Path, default=Path("aortic-root-demo"), help="output folder (default: %(default)s)")
     p.add_argument("--n", type=int, default=3, help="number of phantom CTs (default: %(default)s)")
-    p.add_argument("--model", type=_existing, help="model or run folder (default: the bundled model)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    _add_model_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("phantom", help="write synthetic contrast CTs of the aortic root with exact hinge points")
@@ -144,9 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="detect hinge points in CT files or DICOM folders")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image file or DICOM series folder")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--model", type=_existing, help="model or run folder (default: the bundled model)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    _add_model_options(p)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("train", help="train a fold ensemble with cross-validation and export it")
