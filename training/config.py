@@ -68,7 +68,7 @@ class TrainConfig:
     rotation_deg: float = 10.0
     translation_mm: float = 8.0
     intensity_jitter: float = 0.05
-    decoding: str = "quadratic"
+    decoding: str = "centroid"
     device: str = "auto"
     threads: int | None = None
     cache_dir: str | None = None
