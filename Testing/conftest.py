@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import SimpleITK as sitk
+from helpers import make_image
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -15,18 +14,6 @@ def _few_threads():
     except ImportError:
         return
     torch.set_num_threads(1)
-
-
-def make_image(size=(40, 36, 30), spacing=(1.0, 1.2, 1.5), origin=(10.0, -20.0, 30.0), direction=None, value=0):
-    """A 3D int16 image with the given geometry (direction: 9 numbers, row-major, default identity)."""
-    image = sitk.Image([int(s) for s in size], sitk.sitkInt16)
-    image.SetSpacing(spacing)
-    image.SetOrigin(origin)
-    if direction is not None:
-        image.SetDirection(direction)
-    if value:
-        image += value
-    return image
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import torch
 from AorticRootLandmarksLib.grid import make_grid, resample_to_grid
 from AorticRootLandmarksLib.inference import bundled_model_dir, decode_peaks, detect, load_ensemble, predict_maps
 from AorticRootLandmarksLib.io import read_image
+from AorticRootLandmarksLib.network import build_network
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:
@@ -82,7 +83,7 @@ def main() -> None:
           f"features {ensemble.meta['network'].get('features')}")
     rows = [
         ("read .nii.gz", t_read),
-        ("resample (block-mean anti-alias + linear) + window", t_resample),
+        ("resample (box-mean anti-alias) + window", t_resample),
         ("network forward, one model", t_net),
         ("decode peaks", t_decode),
         ("detect, one model (no read)", t_single),
@@ -94,11 +95,12 @@ def main() -> None:
         from training.heatmaps import gaussian_heatmaps
         from training.losses import make_loss
 
-        network = type(ensemble.networks[0])(**ensemble.meta["network"]).to(args.device).train()
+        network = build_network(ensemble.meta["network"]).to(args.device, memory_format=torch.channels_last_3d).train()
         optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
         loss_fn = make_loss("glip")
         for batch in (1, 2):
-            x = torch.from_numpy(volume)[None, None].repeat(batch, 1, 1, 1, 1).to(args.device)
+            x = torch.from_numpy(volume)[None, None].repeat(batch, 1, 1, 1, 1)
+            x = x.to(args.device, memory_format=torch.channels_last_3d)
             points = torch.tensor(np.array(spec.size) / 2.0, dtype=torch.float32).repeat(batch, len(ensemble.names), 1)
             target = gaussian_heatmaps(spec.size, points, 1.0, spec.spacing).to(args.device)
 

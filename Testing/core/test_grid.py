@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import make_image
+from helpers import make_image
 
 from AorticRootLandmarksLib.grid import (
     GridSpec,

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_image
+from helpers import make_image
 
 from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.inference import decode_peaks, detect, fold_confidence, load_ensemble

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import make_image
+from helpers import make_image
 
 from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.io import (

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import make_image
+from helpers import make_image
 
 from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.grid import GridSpec
