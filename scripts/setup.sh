@@ -13,7 +13,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  "${PIP[@]}" install "$TORCH_SPEC"
+  "${PIP[@]}" install "$TORCH_SPEC" numpy  # numpy too, so importing torch below does not warn
 fi
 TORCH_NOW=$(.venv/bin/python -c "import torch; print(torch.__version__.split('+')[0])")
 extras=""
