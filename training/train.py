@@ -19,7 +19,7 @@ import torch
 
 from AorticRootLandmarksLib.batch import detect_files
 from AorticRootLandmarksLib.errors import InputError
-from AorticRootLandmarksLib.inference import decode_peaks, resolve_device, save_model_dir
+from AorticRootLandmarksLib.inference import Ensemble, decode_peaks, predict_maps, resolve_device, save_model_dir
 from AorticRootLandmarksLib.io import read_manifest, write_manifest
 from AorticRootLandmarksLib.network import build_network as network_from_config
 
@@ -50,18 +50,9 @@ def build_network(config: TrainConfig):
 
 
 def predict_indices(network: torch.nn.Module, samples: list[Sample], config: TrainConfig, device) -> np.ndarray:
-    """(N, K, 3) sub-voxel grid indices of the peaks `network` predicts on `samples`."""
-    sigmoid = output_activation(config.loss) == "sigmoid"
-    network.eval()
-    peaks = []
-    with torch.inference_mode():
-        for sample in samples:
-            x = torch.from_numpy(sample.volume.astype(np.float32))[None, None]
-            x = x.to(device, memory_format=torch.channels_last_3d)
-            maps = network(x)[0]
-            maps = torch.sigmoid(maps) if sigmoid else maps
-            peaks.append(decode_peaks(maps.float().cpu().numpy(), config.decoding)[0])
-    return np.stack(peaks)
+    """(N, K, 3) sub-voxel grid indices of the peaks `network` predicts on `samples` (the inference code path)."""
+    model = Ensemble([network.eval()], {"activation": output_activation(config.loss)}, device)
+    return np.stack([decode_peaks(predict_maps(model, s.volume)[0], config.decoding)[0] for s in samples])
 
 
 def validation_errors(network, samples: list[Sample], config: TrainConfig, device) -> np.ndarray:

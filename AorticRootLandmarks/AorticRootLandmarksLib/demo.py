@@ -26,6 +26,7 @@ def run_demo(out: PathLike, n: int = 3, model: PathLike | None = None, device: s
     from training.evaluate import evaluate, format_table
 
     from .batch import detect_files
+    from .io import read_manifest
     from .phantom import write_dataset
 
     out = Path(out)
@@ -39,8 +40,6 @@ def run_demo(out: PathLike, n: int = 3, model: PathLike | None = None, device: s
     try:
         print(f"1/3 writing {n} phantom CT(s) to {out / 'phantom'}")
         manifest = write_dataset(out / "phantom", n, seed=DEMO_SEED, size="full")
-        from .io import read_manifest
-
         images = [case.image for case in read_manifest(manifest)]
         print("2/3 detecting hinge points with the " + ("bundled model" if model is None else f"model {model}"))
         detect_files(images, out / "detections", model, device)

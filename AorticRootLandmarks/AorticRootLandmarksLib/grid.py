@@ -149,11 +149,3 @@ def resample_to_grid(image: sitk.Image, grid: NetworkGrid, window: tuple[float, 
     volume = sitk.GetArrayViewFromImage(resampled).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
     volume = (np.clip(volume, low, high) - low) / (high - low)
     return np.ascontiguousarray(volume, dtype=np.float32)
-
-
-def image_from_grid(volume: np.ndarray, grid: NetworkGrid) -> sitk.Image:
-    """Wrap an (X, Y, Z) array on the network grid as a SimpleITK image with the grid's geometry (for saving maps)."""
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(volume).transpose(2, 1, 0)))
-    image.SetOrigin([float(v) for v in grid.origin])
-    image.SetSpacing([float(grid.spacing)] * 3)
-    return image
