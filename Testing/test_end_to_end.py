@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from AorticRootLandmarksLib.cli import main
+from aortic_root.cli import main
 from AorticRootLandmarksLib.io import read_manifest, read_markups
 
 TINY_TRAIN = [
@@ -71,7 +71,7 @@ def test_evaluation(run):
 
 def cli(*args, cwd=None):
     """The installed console script, as a user runs it."""
-    command = [sys.executable, "-m", "AorticRootLandmarksLib.cli", *map(str, args)]
+    command = [sys.executable, "-m", "aortic_root", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
@@ -81,7 +81,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(run, tmp_path):
     assert result.stderr.startswith("error: ") and "missing.nii.gz" in result.stderr
     assert not (tmp_path / "out").exists()
     # an existing output folder is refused without --force, and left as it was
-    result = cli("detect", *sorted((run / "data" / "images").iterdir())[:1], "--out", run / "det", "--model", run / "run")
+    first_image = sorted((run / "data" / "images").iterdir())[0]
+    result = cli("detect", first_image, "--out", run / "det", "--model", run / "run")
     assert result.returncode == 2 and "--force" in result.stderr
     assert len(list((run / "det").glob("*.json"))) == 12
     # a manifest with a NaN coordinate

@@ -19,8 +19,9 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from AorticRootLandmarksLib.detection import detect
 from AorticRootLandmarksLib.grid import make_grid, resample_to_grid
-from AorticRootLandmarksLib.inference import bundled_model_dir, decode_peaks, detect, load_ensemble, predict_maps
+from AorticRootLandmarksLib.inference import bundled_model_dir, decode_peaks, load_ensemble, predict_maps
 from AorticRootLandmarksLib.io import read_image
 from AorticRootLandmarksLib.network import build_network
 
@@ -104,7 +105,7 @@ def main() -> None:
             points = torch.tensor(np.array(spec.size) / 2.0, dtype=torch.float32).repeat(batch, len(ensemble.names), 1)
             target = gaussian_heatmaps(spec.size, points, 1.0, spec.spacing).to(args.device)
 
-            def step():
+            def step(x=x, target=target):
                 loss = loss_fn(network(x), target)
                 optimizer.zero_grad()
                 loss.backward()

@@ -240,7 +240,8 @@ def m_fine_block(image, grid):
     fine = np.array([grid.spacing / f for f in factors])
     # fine voxel centres sit symmetrically inside each network voxel, so BinShrink's block centres = grid centres
     origin = np.asarray(grid.origin) - (np.asarray(factors) - 1) / 2.0 * fine
-    source = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), [int(n * f) for n, f in zip(grid.size, factors)],
+    fine_size = [int(n * f) for n, f in zip(grid.size, factors, strict=True)]
+    source = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), fine_size,
                            sitk.Transform(), sitk.sitkLinear, [float(v) for v in origin], [float(v) for v in fine],
                            [1, 0, 0, 0, 1, 0, 0, 0, 1], AIR_HU, sitk.sitkFloat32)
     out = sitk.BinShrink(source, factors)
@@ -349,15 +350,15 @@ def main() -> None:
         print(f"\nCT {size} at {spacing} mm -> grid {SPEC.size} at {SPEC.spacing} mm; block factors "
               f"{[round(f) for f in factors]}, Gaussian sigma mm {[round(s, 3) for s in sig]}; "
               f"{len(centres)} calcium spheres")
-        floor = [sphere_metrics(r, r, g, centres)[1] for g, (r, _) in zip(grids, refs)]
+        floor = [sphere_metrics(r, r, g, centres)[1] for g, (r, _) in zip(grids, refs, strict=True)]
         print(f"the reference itself, same centroid estimator: Ca centroid {floor[0].mean():.3f} mm (centred), "
               f"{np.mean([f.mean() for f in floor[1:]]):.3f} mm (shifted): box voxels quantise sub-voxel objects")
         print(HEADER)
         for name, fn in methods.items():
             if fn is m_two_stage and all(max(1, round(f) // 2) == 1 for f in factors):
                 continue  # identical to m_fine_block when no factor reaches 4
-            t, _ = timed(lambda: fn(image, grids[0]), args.repeat)
-            scores = [score(fn(image, g), r, n, g, centres) for g, (r, n) in zip(grids, refs)]
+            t, _ = timed(lambda fn=fn, image=image, grid=grids[0]: fn(image, grid), args.repeat)
+            scores = [score(fn(image, g), r, n, g, centres) for g, (r, n) in zip(grids, refs, strict=True)]
             shifted = {k: (max if k.startswith(("max", "cen_max")) else np.mean)([s[k] for s in scores[1:]])
                        for k in scores[0]}
             print(row(name, "centred", t, scores[0]))
@@ -377,7 +378,7 @@ def conclude(summary) -> None:
         ok = [n for n in rows if rows[n][1]["rms_edge"] <= 1.1 * rows[best][1]["rms_edge"]]
         pick = min(ok, key=lambda n: rows[n][0])
 
-        def brief(name):
+        def brief(name, rows=rows):
             t, m = rows[name]
             return (f"{name} ({t:.2f} s, edge RMS {m['rms_edge']:.1f} HU, noise {m['noise']:.1f} HU, "
                     f"Ca peak bias {m['peak_bias']:+.0f} HU, Ca centroid {m['cen_mean']:.2f} mm)")

@@ -1,78 +1,129 @@
-"""One typed configuration for a training run: loadable from YAML, overridable by CLI flags, saved with the run."""
+"""One typed configuration for a training run: loadable from YAML, overridable by CLI flags, saved with the run.
+
+Each field carries its help text in its metadata; the ``aortic-root train`` and ``sweep`` flags are generated from
+the fields (``aortic_root/cli.py``), so a setting is declared once, here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from AorticRootLandmarksLib.constants import DEFAULT_LANDMARKS
 from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.grid import GridSpec
-from AorticRootLandmarksLib.typing import DEFAULT_LANDMARKS
+from AorticRootLandmarksLib.inference import DECODINGS
+from AorticRootLandmarksLib.localize import LOCALIZER_SPEC, ROOT_NAME
+
+#: Loss names (training/losses.py implements them).
+LOSSES = ("glip", "ot", "wce", "focal", "mse", "l1", "sl1")
+#: Per-axis target slope c of the grid penalty by name: 1/sqrt(3) (the authors' code) or 1 (the paper's text).
+PENALTY_TARGETS = {"sqrt3": 1.0 / math.sqrt(3.0), "one": 1.0}
+#: What a run trains: the landmark (hinge-point) model, or the localizer (localize.py) that centres its grid.
+STAGES = ("landmarks", "localizer")
+#: Settings of a ``--stage localizer`` run that differ from the defaults: a coarse grid over the whole scan, one
+#: blurred target (the hinge-point centroid), large translations so the root may lie anywhere in the scan.
+LOCALIZER_DEFAULTS = {
+    "spacing": LOCALIZER_SPEC.spacing, "size": list(LOCALIZER_SPEC.size), "sigma": 8.0, "folds": 2,
+    "translation_mm": 150.0, "rotation_deg": 15.0, "name": "aortic-root-localizer",
+}  # fmt: skip
+#: Network layouts (AorticRootLandmarksLib/network.py ARCHITECTURES).
+ARCHITECTURES = ("per_landmark", "shared")
+
+
+def _option(default, help: str, choices: tuple | None = None, **kwargs):
+    """A config field with its CLI help (and allowed values) in the metadata."""
+    metadata = {"help": help, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (the paper's best settings are the defaults).
 
-    Attributes:
-        manifest: dataset manifest CSV (see io.read_manifest).
-        out: run folder.
-        landmarks: landmark names, the manifest's column prefixes.
-        loss: glip | ot | wce | focal | mse | l1 | sl1.
-        penalty: grid-penalty weight lambda; None = the loss's default (10 for glip, 0 otherwise).
-        penalty_target: per-axis target slope c: "sqrt3" (1/sqrt(3), authors' code, 3D gradient norm 1) or "one".
-        sigma: Gaussian heatmap sigma, mm.
-        spacing, size, window: the network grid (GridSpec).
-        architecture: "per_landmark" (one U-Net per landmark; default, see network.PerLandmarkUNets for why) or
-            "shared" (one U-Net with K output channels, as in the paper).
-        features: U-Net channels per level; None = network default.
-        restore_channels: channels of the full-resolution layer before the heads; None = network default.
-        epochs, batch_size, lr, seed: optimisation (Adam).
-        steps_per_epoch: batches per epoch; None = one pass over the training cases.
-        folds: k of k-fold cross-validation on the non-test cases; 1 = one train/validation split.
-        val_fraction: validation share when folds == 1.
-        test_fraction: held-out test share (ensemble of fold models predicts it).
-        augment: random rotation (deg), translation (mm) and intensity jitter, landmarks moved along.
-        decoding: peak decoding written into the exported model.
-        device: auto | cpu | cuda | cuda:N.
-        threads: torch CPU threads; None = torch default.
-        cache_dir: preprocessed-volume cache; None = ~/.cache/aortic-root.
-        name: model name written into model.json.
+    The help text of each field is in its metadata (``aortic-root train --help`` prints it).
     """
 
-    manifest: str = ""
-    out: str = ""
-    landmarks: list[str] = field(default_factory=lambda: list(DEFAULT_LANDMARKS))
-    loss: str = "glip"
-    penalty: float | None = None
-    penalty_target: str = "sqrt3"
-    sigma: float = 1.0
-    spacing: float = 1.6
-    size: list[int] = field(default_factory=lambda: [128, 128, 80])
-    window: list[float] = field(default_factory=lambda: [-500.0, 1500.0])
-    architecture: str = "per_landmark"
-    features: list[int] | None = None
-    restore_channels: int | None = None
-    epochs: int = 50
-    batch_size: int = 2
-    lr: float = 1e-3
-    seed: int = 0
-    steps_per_epoch: int | None = None
-    folds: int = 4
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    augment: bool = True
-    rotation_deg: float = 10.0
-    translation_mm: float = 8.0
-    intensity_jitter: float = 0.05
-    decoding: str = "centroid"
-    device: str = "auto"
-    threads: int | None = None
-    cache_dir: str | None = None
-    name: str = "aortic-root-glip"
+    manifest: str = _option("", "dataset manifest CSV (see io.read_manifest)")
+    out: str = _option("", "run folder")
+    stage: str = _option(
+        "landmarks", "what to train: the landmark model, or the localizer that finds the root in a whole scan", STAGES
+    )
+    localizer: str | None = _option(None, "a trained localizer (model or run folder) to ship inside the exported model")
+    landmarks: list[str] = _option(list(DEFAULT_LANDMARKS), "landmark names, the manifest's column prefixes")
+    loss: str = _option("glip", "training loss", LOSSES)
+    penalty: float | None = _option(None, "grid-penalty weight lambda; empty = the loss's default (glip 10, else 0)")
+    penalty_target: str = _option(
+        "sqrt3", "per-axis slope c of the penalty: 1/sqrt(3) (authors' code) or 1", tuple(PENALTY_TARGETS)
+    )
+    sigma: float = _option(1.0, "Gaussian heatmap sigma, mm")
+    spacing: float = _option(GridSpec.spacing, "network grid spacing, mm (isotropic)")
+    size: list[int] = _option(list(GridSpec.size), "network grid size X Y Z, voxels")
+    window: list[float] = _option(list(GridSpec.window), "intensity window low high, HU, mapped to [0, 1]")
+    architecture: str = _option(
+        "per_landmark", "one U-Net per landmark, or one shared U-Net with K outputs", ARCHITECTURES
+    )
+    features: list[int] | None = _option(None, "U-Net channels per level; empty = the network's default")
+    restore_channels: int | None = _option(None, "channels of the full-resolution layer; empty = network default")
+    epochs: int = _option(50, "training epochs per fold")
+    batch_size: int = _option(2, "minibatch size")
+    lr: float = _option(1e-3, "Adam learning rate")
+    seed: int = _option(0, "random seed (splits, initialisation, augmentation)")
+    steps_per_epoch: int | None = _option(None, "batches per epoch; empty = one pass over the training cases")
+    folds: int = _option(4, "k of k-fold cross-validation; 1 = one train/validation split")
+    val_fraction: float = _option(0.2, "validation share when folds is 1")
+    test_fraction: float = _option(0.2, "held-out test share, predicted by the fold ensemble")
+    augment: bool = _option(
+        True, "augmentation (training/augment.py): rotation, scale, translation (landmarks moved along) and CT-like "
+        "intensity changes; --no-augment switches all of it off"
+    )
+    rotation_deg: float = _option(30.0, "augmentation: largest rotation about a random axis, degrees")
+    scale_range: list[float] = _option(
+        [0.85, 1.15], "augmentation: scale factor range low high (each axis varied a little more, within the range)"
+    )
+    translation_mm: float = _option(
+        50.0, "augmentation: largest translation per axis, mm (the landmarks are kept inside the box)"
+    )
+    intensity_jitter: float = _option(0.1, "augmentation: largest relative change of the HU scale")
+    offset_hu: float = _option(50.0, "augmentation: largest HU offset")
+    gamma_range: list[float] = _option([0.8, 1.25], "augmentation: gamma range low high on the windowed values")
+    gamma_prob: float = _option(0.3, "augmentation: probability of a gamma change")
+    contrast_range: list[float] = _option(
+        [0.5, 1.6], "augmentation: range low high of the factor on blood contrast (150-800 HU), at most 2"
+    )
+    contrast_prob: float = _option(0.5, "augmentation: probability of a blood contrast change")
+    noise_hu: float = _option(40.0, "augmentation: largest standard deviation of added Gaussian noise, HU")
+    noise_prob: float = _option(0.5, "augmentation: probability of added noise")
+    blur_sigma: float = _option(1.2, "augmentation: largest Gaussian blur sigma, grid voxels")
+    blur_prob: float = _option(0.3, "augmentation: probability of a blur")
+    downsample_factor: float = _option(2.5, "augmentation: largest slice thickness along one axis, grid voxels")
+    downsample_prob: float = _option(0.3, "augmentation: probability of thick slices (down-up resampling)")
+    decoding: str = _option("centroid", "peak decoding written into the exported model", DECODINGS)
+    device: str = _option("auto", "auto | cpu | cuda | cuda:N")
+    threads: int | None = _option(None, "torch CPU threads; empty = torch's default")
+    cache_dir: str | None = _option(None, "preprocessed-volume cache; empty = ~/.cache/aortic-root")
+    name: str = _option("aortic-root-glip", "model name written into model.json")
+
+    @property
+    def target_names(self) -> list[str]:
+        """The names of what the network learns: the landmarks, or :data:`localize.ROOT_NAME` for a localizer."""
+        return [ROOT_NAME] if self.stage == "localizer" else list(self.landmarks)
+
+    @classmethod
+    def for_stage(cls, stage: str = "landmarks", **settings) -> TrainConfig:
+        """A config with the stage's defaults (:data:`LOCALIZER_DEFAULTS`) under the given settings (None = unset)."""
+        base = LOCALIZER_DEFAULTS if stage == "localizer" else {}
+        return cls(**{**base, **{k: v for k, v in settings.items() if v is not None}, "stage": stage})
 
     @property
     def grid_spec(self) -> GridSpec:
@@ -80,19 +131,65 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise InputError on values that cannot work; returns self."""
-        if self.folds < 1:
-            raise InputError(f"folds = {self.folds}: must be at least 1")
-        if len(self.size) != 3 or min(self.size) < 8:
-            raise InputError(f"size = {self.size}: three values of at least 8 voxels are needed")
-        if self.sigma <= 0 or self.spacing <= 0 or self.lr <= 0:
-            raise InputError("sigma, spacing and lr must be positive")
-        if not 0 <= self.test_fraction < 1 or not 0 < self.val_fraction < 1:
-            raise InputError("test_fraction must be in [0, 1) and val_fraction in (0, 1)")
-        if self.architecture not in ("per_landmark", "shared"):
-            raise InputError(f"architecture = {self.architecture!r}: use per_landmark or shared")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise InputError("epochs and batch_size must be at least 1")
+        for item in dataclasses.fields(self):
+            _check_type(item.name, getattr(self, item.name))
+            choices = item.metadata.get("choices")
+            if choices and getattr(self, item.name) not in choices:
+                raise InputError(f"{item.name} = {getattr(self, item.name)!r}: use one of {', '.join(choices)}")
+        for problem, message in self._problems():
+            if problem:
+                raise InputError(message)
         return self
+
+    def _problems(self) -> list[tuple[bool, str]]:
+        """(is wrong, what to say) for every rule a run's values must keep."""
+        at_least_one = ("steps_per_epoch", "threads", "restore_channels")
+        return [
+            (self.folds < 1, f"folds = {self.folds}: must be at least 1"),
+            (len(self.size) != 3 or min(self.size) < 8, f"size = {self.size}: three values of at least 8 voxels"),
+            (len(self.window) != 2 or not self.window[1] > self.window[0], f"window = {self.window}: low < high"),
+            (self.sigma <= 0 or self.spacing <= 0 or self.lr <= 0, "sigma, spacing and lr must be positive"),
+            (not 0 <= self.test_fraction < 1 or not 0 < self.val_fraction < 1,
+             "test_fraction must be in [0, 1) and val_fraction in (0, 1)"),
+            (self.epochs < 1 or self.batch_size < 1, "epochs and batch_size must be at least 1"),
+            *[(getattr(self, k) is not None and getattr(self, k) < 1, f"{k} = {getattr(self, k)}: must be at least 1")
+              for k in at_least_one],
+            (self.seed < 0 or (self.penalty or 0) < 0, "seed and penalty must not be negative"),
+            (self.features is not None and (not self.features or min(self.features) < 1),
+             f"features = {self.features}: channel counts must be at least 1"),
+            (not self.landmarks or len(set(self.landmarks)) != len(self.landmarks),
+             f"landmarks = {self.landmarks}: give distinct names"),
+            *self._augment_problems(),
+        ]
+
+    def _augment_problems(self) -> list[tuple[bool, str]]:
+        """The augmentation rules (training/augment.py)."""
+        probabilities = ("gamma_prob", "contrast_prob", "noise_prob", "blur_prob", "downsample_prob")
+        ranges = {"scale_range": 10.0, "gamma_range": 10.0, "contrast_range": 2.0}  # name: largest high value
+        return [
+            *[(len(getattr(self, k)) != 2 or not 0 < getattr(self, k)[0] <= getattr(self, k)[1] <= top,
+               f"{k} = {getattr(self, k)}: two values, 0 < low <= high <= {top:g}") for k, top in ranges.items()],
+            *[(not 0 <= getattr(self, k) <= 1, f"{k} = {getattr(self, k)}: a probability in [0, 1]")
+              for k in probabilities],
+            (not 0 <= self.rotation_deg <= 180, f"rotation_deg = {self.rotation_deg}: in [0, 180]"),
+            (not 0 <= self.intensity_jitter < 1, f"intensity_jitter = {self.intensity_jitter}: in [0, 1)"),
+            (min(self.translation_mm, self.offset_hu, self.noise_hu, self.blur_sigma) < 0,
+             "translation_mm, offset_hu, noise_hu and blur_sigma must not be negative"),
+            (self.downsample_factor < 1, f"downsample_factor = {self.downsample_factor}: at least 1"),
+        ]
+
+    @classmethod
+    def documented_yaml(cls) -> str:
+        """Every key of a config file with its default and help, as YAML with comments (docs/train_config.yaml)."""
+        lines = ["# aortic-root train --config FILE: every key, its default and what it means.",
+                 "# Flags given on the command line override the file (--steps-per-epoch for steps_per_epoch).", ""]
+        defaults = dataclasses.asdict(cls())
+        for item in dataclasses.fields(cls):
+            choices = item.metadata.get("choices")
+            note = f" ({' | '.join(choices)})" if choices else ""
+            lines.append(f"# {item.metadata['help']}{note}")
+            lines.append(f"{item.name}: {json.dumps(defaults[item.name])}")  # JSON values are YAML
+        return "\n".join(lines) + "\n"
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False), encoding="utf-8")
@@ -102,11 +199,56 @@ class TrainConfig:
         """Read a config file; keyword overrides (e.g. from CLI flags) that are not None win."""
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise InputError(f"{path}: cannot read config ({err})") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise InputError(f"{path}: cannot read config ({_first_line(err)})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: a config is a mapping of keys to values")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InputError(f"{path}: unknown config key(s) {', '.join(unknown)}")
+            raise InputError(f"{path}: unknown config key(s) {', '.join(map(str, unknown))}")
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**data)
+        for key, value in data.items():
+            _check_type(key, value, where=f"{path}: ")
+        return cls.for_stage(data.pop("stage", None) or "landmarks", **data)
+
+
+@functools.cache
+def field_types() -> dict[str, type]:
+    """{field name: its type without None} (e.g. ``penalty`` -> float, ``size`` -> list[int])."""
+    return {name: _without_none(hint) for name, hint in typing.get_type_hints(TrainConfig).items()}
+
+
+def _without_none(hint):
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def _check_type(key: str, value, where: str = "") -> None:
+    """Raise InputError unless `value` fits the field's type (None allowed where the field allows it)."""
+    hint = field_types()[key]
+    if value is None:
+        if key in _OPTIONAL:
+            return
+        raise InputError(f"{where}{key}: a value is needed")
+    origin = typing.get_origin(hint)
+    items = value if origin is list else [value]
+    kind = typing.get_args(hint)[0] if origin is list else hint
+    if origin is list and not isinstance(value, list):
+        raise InputError(f"{where}{key} = {value!r}: expected a list of {kind.__name__}")
+    for item in items:
+        ok = isinstance(item, kind) and not (kind is int and isinstance(item, bool))
+        if kind is float:
+            ok = isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item)
+        if not ok:
+            expected = f"a list of {kind.__name__}" if origin is list else kind.__name__
+            raise InputError(f"{where}{key} = {value!r}: expected {expected}")
+
+
+_OPTIONAL = {name for name, hint in typing.get_type_hints(TrainConfig).items() if type(None) in typing.get_args(hint)}
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__

@@ -1,26 +1,26 @@
-"""Training data: cached network-grid volumes, splits, and augmentation that moves the landmarks along.
+"""Training data: cached network-grid volumes, splits, and the dataset that serves them (augmented).
 
 Frames: a `Sample` holds the volume on its network grid, (X, Y, Z) indexed [x, y, z], and landmarks as grid indices
-(K, 3) (x, y, z). Augmentation resamples both with the same affine map, in grid-voxel units.
+(K, 3) (x, y, z). `LandmarkDataset` serves them, augmented by `training.augment` (which moves both with one affine map).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-from collections.abc import Sequence
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.grid import GridSpec, NetworkGrid, make_grid, resample_to_grid
 from AorticRootLandmarksLib.io import Case, read_image
+
+from .augment import AugmentOptions, augment_sample
 
 
 @dataclass
@@ -42,6 +42,26 @@ class Sample:
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aortic-root"
+
+
+def check_cache_dir(cache_dir: Path | None = None) -> Path:
+    """The preprocessed-volume cache folder, created if missing and checked writable; call once before preprocessing.
+
+    Raises:
+        InputError: naming the folder: it is a file, lies under a file, or cannot be created or written to.
+    """
+    folder = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except FileExistsError:
+        raise InputError(f"{folder}: the cache folder is a file") from None
+    except NotADirectoryError:
+        raise InputError(f"{folder}: the cache folder cannot be made, a file lies on its path") from None
+    except OSError as err:
+        raise InputError(f"{folder}: cannot write to the cache folder ({err.strerror or err})") from None
+    return folder
 
 
 def _cache_key(case: Case, spec: GridSpec) -> str:
@@ -66,10 +86,15 @@ def load_sample(case: Case, spec: GridSpec, cache_dir: Path | None = None) -> Sa
         image = read_image(case.image)
         grid = make_grid(image, spec)
         volume = resample_to_grid(image, grid, spec.window).astype(np.float16)
-        cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, volume=volume, origin=grid.origin)
-        tmp.replace(path)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, volume=volume, origin=grid.origin)
+            tmp.replace(path)
+        except OSError as err:
+            if tmp.is_file():  # a part written before the disk filled up
+                tmp.unlink()
+            raise InputError(f"{cache_dir}: cannot write to the cache folder ({err.strerror or err})") from None
     inside = grid.contains(case.landmarks_lps)
     if not inside.all():
         raise InputError(f"{case.image}: landmark(s) {np.flatnonzero(~inside).tolist()} lie outside the network grid")
@@ -96,54 +121,23 @@ def split_cases(n: int, folds: int, test_fraction: float, val_fraction: float, s
     return {"test": test, "folds": [{"train": sorted(t), "val": sorted(v)} for t, v in splits]}
 
 
-def random_affine(rng: np.random.Generator, rotation_deg: float, translation_vox: float) -> tuple[np.ndarray, np.ndarray]:
-    """A random rotation (about a random axis, angle uniform in +-rotation_deg) and translation (voxels)."""
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis)
-    angle = math.radians(rng.uniform(-rotation_deg, rotation_deg))
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    rotation = np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * k @ k
-    return rotation, rng.uniform(-translation_vox, translation_vox, size=3)
-
-
-def warp(volume: torch.Tensor, rotation: np.ndarray, shift: np.ndarray) -> torch.Tensor:
-    """Resample (X, Y, Z) so that output voxel p shows input voxel R (p - c) + c + t (c = grid centre).
-
-    Outside the input is 0 (air after windowing). Landmarks move by `warp_points` with the same R, t.
-    """
-    size = torch.tensor(volume.shape, dtype=torch.float32)
-    centre = (size - 1) / 2
-    axes = [torch.arange(n, dtype=torch.float32) for n in volume.shape]
-    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (X, Y, Z, 3) output index
-    source = (points - centre) @ torch.as_tensor(rotation, dtype=torch.float32).T + centre + torch.as_tensor(shift).float()
-    normalised = 2 * source / (size - 1) - 1
-    # grid_sample reads the last grid axis as (W, H, D) = (z, y, x) for an input laid out (D, H, W) = (X, Y, Z).
-    grid = normalised.flip(-1)[None]
-    out = F.grid_sample(volume[None, None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return out[0, 0]
-
-
-def warp_points(points_index: np.ndarray, rotation: np.ndarray, shift: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """(K, 3) input grid index -> output grid index under `warp` (the inverse map: p = R^T (q - c - t) + c)."""
-    centre = (np.asarray(size, float) - 1) / 2
-    return (np.asarray(points_index) - centre - shift) @ rotation + centre
-
-
 class LandmarkDataset(torch.utils.data.Dataset):
-    """Samples as (volume (1, X, Y, Z), landmarks (K, 3) grid index) tensors, optionally augmented.
+    """Samples as (volume (1, X, Y, Z) float32, landmarks (K, 3) float32 grid index) tensors, optionally augmented.
 
     Args:
-        samples: preprocessed cases.
-        augment: apply random rotation/translation/intensity jitter.
-        rotation_deg, translation_mm, intensity_jitter: augmentation ranges.
-        seed: base seed; each item draws from (seed, epoch, index) so runs repeat exactly.
+        samples: preprocessed cases, all on grids of ``options.spacing`` when augmenting.
+        options: augmentation (training/augment.py); None = the cached samples as they are.
+        seed: base seed; item i of epoch e draws everything random from ``default_rng([seed, e, i])``, so an item
+            is the same whenever it is asked for (the resume logic of train.py depends on it).
     """
 
-    def __init__(self, samples, augment=False, rotation_deg=10.0, translation_mm=8.0, intensity_jitter=0.05, seed=0):
+    def __init__(self, samples, options: AugmentOptions | None = None, seed: int = 0):
         self.samples = list(samples)
-        self.augment = augment
-        self.rotation_deg, self.translation_mm, self.intensity_jitter = rotation_deg, translation_mm, intensity_jitter
+        self.options = options
         self.seed, self.epoch = seed, 0
+        spacings = {float(s.grid.spacing) for s in self.samples}
+        if options is not None and spacings - {float(options.spacing)}:
+            raise ValueError(f"samples on grids of {sorted(spacings)} mm, augmentation options for {options.spacing}")
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -152,12 +146,7 @@ class LandmarkDataset(torch.utils.data.Dataset):
         sample = self.samples[index]
         volume = torch.from_numpy(sample.volume.astype(np.float32))
         points = sample.landmarks_index
-        if self.augment:
+        if self.options is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index])
-            rotation, shift = random_affine(rng, self.rotation_deg, self.translation_mm / sample.grid.spacing)
-            volume = warp(volume, rotation, shift)
-            points = warp_points(points, rotation, shift, volume.shape)
-            scale = 1 + rng.uniform(-self.intensity_jitter, self.intensity_jitter)
-            offset = rng.uniform(-self.intensity_jitter, self.intensity_jitter)
-            volume = (volume * scale + offset).clamp(0, 1)
+            volume, points = augment_sample(volume, points, rng, self.options)
         return volume[None], torch.as_tensor(points, dtype=torch.float32)

@@ -38,8 +38,8 @@ from torch import Tensor, nn
 
 from AorticRootLandmarksLib.errors import InputError
 
-LOSSES = ("glip", "ot", "wce", "focal", "mse", "l1", "sl1")
-PENALTY_TARGETS = {"sqrt3": 1.0 / math.sqrt(3.0), "one": 1.0}
+from .config import LOSSES, PENALTY_TARGETS
+
 _SUM_DIMS = (0, 2, 3, 4)  # batch and voxels: everything but the landmark channel
 
 

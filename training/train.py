@@ -1,15 +1,37 @@
 """Cross-validated training of the landmark U-Net (the paper's protocol) and export of the fold ensemble.
 
-A run folder holds: config.yaml (the resolved config), split.json, fold<i>/{log.csv, best.pt, last.pt}, model/ (the
-exported ensemble the Slicer module loads), and, when a test split exists, test_predictions/ and test_evaluation/.
+A run folder holds: config.yaml (the resolved config), split.json, fold<i>/{log.csv, last.pt, best.pt, done.json},
+model/ (the exported ensemble the Slicer module loads), and, when a test split exists, test_predictions/ and
+test_evaluation/.
+
+Checkpoints, and resuming an interrupted run (``train(config, resume=True)``, ``aortic-root train ... --resume``):
+
+- ``fold<i>/last.pt`` is for resuming. It is replaced atomically (written to a temporary file, then renamed) at the
+  end of every epoch: ``{"format": 1, "model": state dict, "optimizer": Adam state dict, "epoch": last completed
+  epoch, "steps": optimizer steps so far, "best_median": lowest validation median so far, mm}``. Its ``model`` holds
+  the latest weights, also after Ctrl-C or a crash: ``torch.load(path, weights_only=True)["model"]``.
+- ``fold<i>/best.pt`` is a plain state dict: the weights with the lowest validation median error, what is exported.
+- ``fold<i>/done.json`` (``{"best_median_mm", "epochs"}``) marks a finished fold. One small file per fold rather than
+  a run-level progress file, so a fold folder describes itself. A resumed run loads a finished fold's best.pt and
+  never retrains it.
+- No random state is stored: everything random in an epoch (the loader's shuffle, the augmentation, torch's global
+  generator) is seeded from (seed, fold, epoch) when the epoch starts. An epoch redone after a kill draws the same
+  numbers, so a resumed run ends with the weights of an uninterrupted one, and a kill loses at most the epoch in
+  progress.
+- A resumed fold's log.csv is appended to; rows of epochs after the checkpoint are dropped first, so each epoch
+  appears once.
+- The run's config.yaml is the truth: a resume that changes a setting of the training itself is refused; only where
+  and how fast it runs (:data:`HARMLESS`) may change. The resumed run continues in its folder, in place.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
+import itertools
 import json
-import shutil
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -19,34 +41,53 @@ import torch
 
 from AorticRootLandmarksLib.batch import detect_files
 from AorticRootLandmarksLib.errors import InputError
-from AorticRootLandmarksLib.inference import Ensemble, decode_peaks, predict_maps, resolve_device, save_model_dir
-from AorticRootLandmarksLib.io import read_manifest, write_manifest
+from AorticRootLandmarksLib.evaluation import evaluate_predictions, format_table, write_report
+from AorticRootLandmarksLib.inference import (
+    Ensemble,
+    attach_localizer,
+    decode_peaks,
+    load_ensemble,
+    predict_maps,
+    resolve_device,
+    save_model_dir,
+)
+from AorticRootLandmarksLib.io import Case, read_manifest, write_manifest
+from AorticRootLandmarksLib.localize import root_from_landmarks
 from AorticRootLandmarksLib.network import build_network as network_from_config
+from AorticRootLandmarksLib.network import check_grid_size
+from AorticRootLandmarksLib.outputs import atomic_output_dir, check_output_dir, is_tool_output, replacing_dir
+from AorticRootLandmarksLib.progress import progress_bar
 
+from .augment import AugmentOptions
 from .config import TrainConfig
-from .data import LandmarkDataset, Sample, load_sample, split_cases
-from .evaluate import evaluate, format_table
+from .data import LandmarkDataset, Sample, check_cache_dir, load_sample, split_cases
 from .heatmaps import gaussian_heatmaps
 from .losses import make_loss, output_activation
 
 LOG_COLUMNS = ("epoch", "train_loss", "val_median_mm", "val_mean_mm", "val_max_mm", "seconds")
-
-
-def _progress(iterable, **kwargs):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, **kwargs)
+#: Version of the ``last.pt`` resume checkpoint.
+CHECKPOINT_FORMAT = 1
+#: Written into a fold folder when the fold is finished.
+DONE = "done.json"
+#: Settings a resumed run may change: where and how fast it runs, not what it computes.
+HARMLESS = ("out", "device", "threads", "cache_dir")
 
 
 def build_network(config: TrainConfig):
-    kwargs = {"architecture": config.architecture, "in_channels": 1, "out_channels": len(config.landmarks)}
+    kwargs = {"architecture": config.architecture, "in_channels": 1, "out_channels": len(config.target_names)}
     if config.features:
         kwargs["features"] = list(config.features)
     if config.restore_channels:
         kwargs["restore_channels"] = config.restore_channels
     return network_from_config(kwargs)
+
+
+def stream_seed(*parts: int) -> int:
+    """A 32-bit seed of one random stream, e.g. ``(seed, fold, epoch)``: distinct tuples give independent streams.
+
+    (``seed + fold`` would not: seed 0 fold 1 and seed 1 fold 0 would draw the same numbers.)
+    """
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
 def predict_indices(network: torch.nn.Module, samples: list[Sample], config: TrainConfig, device) -> np.ndarray:
@@ -63,123 +104,285 @@ def validation_errors(network, samples: list[Sample], config: TrainConfig, devic
 
 
 def _save(state: dict, path: Path) -> None:
+    """torch.save, atomically: a kill leaves the old file or the new one, never half of one."""
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
 
 
-def train_fold(config: TrainConfig, train: list[Sample], val: list[Sample], folder: Path, device, fold: int = 0):
+def _write_json(data: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, network, optimizer, device) -> dict:
+    """Load a ``last.pt`` into `network` and `optimizer`; returns its epoch, steps and best_median."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise InputError(f"{path}: cannot read the checkpoint ({type(err).__name__}); cannot resume") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not a resume checkpoint (format {CHECKPOINT_FORMAT}); cannot resume")
+    network.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    return {key: checkpoint[key] for key in ("epoch", "steps", "best_median")}
+
+
+def _open_log(path: Path, start: int):
+    """The fold's log.csv, open for appending; only rows of epochs before `start` are kept (each epoch once)."""
+    kept = []
+    if start > 0 and path.is_file():
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))[1:]
+        # a row cut short by a kill has too few fields
+        kept = [r for r in rows if len(r) == len(LOG_COLUMNS) and r[0].isdigit() and int(r[0]) < start]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([LOG_COLUMNS, *kept])
+    tmp.replace(path)
+    return path.open("a", newline="", encoding="utf-8")
+
+
+def _train_epoch(network, optimizer, loader, loss_fn, config: TrainConfig, device) -> list[float]:
+    """One epoch of optimizer steps (at most ``steps_per_epoch``); returns the losses."""
+    size = tuple(int(s) for s in config.size)
+    network.train()
+    losses = []
+    for volume, points in itertools.islice(loader, config.steps_per_epoch):
+        target = gaussian_heatmaps(size, points, config.sigma, config.spacing).to(device)
+        loss = loss_fn(network(volume.to(device, memory_format=torch.channels_last_3d)), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _finished_fold(config: TrainConfig, folder: Path, device):
+    """(network with best.pt loaded, best validation median mm) of a fold that has its done.json."""
+    network = build_network(config).to(device, memory_format=torch.channels_last_3d)
+    network.load_state_dict(torch.load(folder / "best.pt", map_location=device, weights_only=True))
+    done = json.loads((folder / DONE).read_text(encoding="utf-8"))
+    return network.eval(), float(done["best_median_mm"])
+
+
+def _seed_epoch(seed: int, fold: int, epoch: int, generator: torch.Generator, dataset: LandmarkDataset) -> None:
+    """Seed everything random in an epoch from (seed, fold, epoch): an epoch redone after a kill draws the same."""
+    epoch_seed = stream_seed(seed, fold, epoch)
+    generator.manual_seed(epoch_seed)  # the loader's shuffle
+    torch.manual_seed(epoch_seed)  # anything that draws from torch's global generator
+    dataset.epoch = epoch  # the augmentation draws from (dataset seed, epoch, item)
+
+
+def _save_checkpoint(folder: Path, network, optimizer, state: dict) -> None:
+    checkpoint = {"format": CHECKPOINT_FORMAT, "model": network.state_dict(), "optimizer": optimizer.state_dict()}
+    _save({**checkpoint, **state}, folder / "last.pt")
+
+
+def _shuffled_loader(config: TrainConfig, train: list[Sample], fold: int):
+    """(dataset, its shuffle generator, loader); :func:`_seed_epoch` seeds both at the start of each epoch."""
+    options = AugmentOptions.from_config(config) if config.augment else None
+    dataset = LandmarkDataset(train, options, stream_seed(config.seed, fold))
+    generator = torch.Generator()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator)
+    return dataset, generator, loader
+
+
+def _log_epoch(handle, epoch: int, losses: list[float], errors: np.ndarray, seconds: float) -> None:
+    row = [epoch, np.mean(losses), float(np.median(errors)), errors.mean(), errors.max(), seconds]
+    csv.writer(handle).writerow([f"{v:.5g}" if isinstance(v, float) else v for v in row])
+    handle.flush()
+
+
+def train_fold(config: TrainConfig, train: list[Sample], val: list[Sample], folder: Path, device, fold=0, resume=False):
     """Train one model, keeping the checkpoint with the lowest validation median error.
+
+    Args:
+        resume: continue from ``folder/last.pt`` if there is one; a finished fold (done.json) is loaded, not trained.
 
     Returns:
         (network with the best weights loaded, best validation median mm).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed + fold)
+    if resume and (folder / DONE).is_file():
+        return _finished_fold(config, folder, device)
+    torch.manual_seed(stream_seed(config.seed, fold))
     network = build_network(config).to(device, memory_format=torch.channels_last_3d)  # faster 3D convs on CPU
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
+    state = {"epoch": -1, "steps": 0, "best_median": float("inf")}  # epoch: the last one completed
+    if resume and (folder / "last.pt").is_file():
+        state = _load_checkpoint(folder / "last.pt", network, optimizer, device)
     loss_fn = make_loss(config.loss, config.penalty, config.penalty_target)
-    dataset = LandmarkDataset(
-        train, config.augment, config.rotation_deg, config.translation_mm, config.intensity_jitter, config.seed + fold
-    )
-    generator = torch.Generator().manual_seed(config.seed + fold)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator)
-    size = tuple(int(s) for s in config.size)
-    best = float("inf")
-    with (folder / "log.csv").open("w", newline="", encoding="utf-8") as handle:
-        log = csv.writer(handle)
-        log.writerow(LOG_COLUMNS)
-        epochs = _progress(range(config.epochs), desc=f"fold {fold}", unit="epoch")
+    dataset, generator, loader = _shuffled_loader(config, train, fold)
+    first = state["epoch"] + 1
+    bar = {"desc": f"fold {fold}", "unit": "epoch", "initial": first, "total": config.epochs}
+    epochs = progress_bar(range(first, config.epochs), **bar)
+    with _open_log(folder / "log.csv", first) as handle:
         try:
             for epoch in epochs:
-                start, losses = time.perf_counter(), []
-                dataset.epoch = epoch
-                network.train()
-                for step, (volume, points) in enumerate(loader):
-                    if config.steps_per_epoch and step >= config.steps_per_epoch:
-                        break
-                    target = gaussian_heatmaps(size, points, config.sigma, config.spacing).to(device)
-                    loss = loss_fn(network(volume.to(device, memory_format=torch.channels_last_3d)), target)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    losses.append(loss.item())
+                start = time.perf_counter()
+                _seed_epoch(config.seed, fold, epoch, generator, dataset)
+                losses = _train_epoch(network, optimizer, loader, loss_fn, config, device)
                 errors = validation_errors(network, val, config, device)
+                _log_epoch(handle, epoch, losses, errors, time.perf_counter() - start)
                 median = float(np.median(errors))
-                row = [epoch, np.mean(losses), median, errors.mean(), errors.max(), time.perf_counter() - start]
-                log.writerow([f"{v:.5g}" if isinstance(v, float) else v for v in row])
-                handle.flush()
-                _save(network.state_dict(), folder / "last.pt")
-                if median < best:
-                    best = median
+                if median < state["best_median"]:
                     _save(network.state_dict(), folder / "best.pt")
+                best = min(median, state["best_median"])
+                state = {"epoch": epoch, "steps": state["steps"] + len(losses), "best_median": best}
+                # last.pt is written last: a kill before it redoes the epoch (rewriting its log row and best.pt)
+                _save_checkpoint(folder, network, optimizer, state)
                 if hasattr(epochs, "set_postfix"):
-                    epochs.set_postfix(loss=f"{np.mean(losses):.3g}", val_median_mm=f"{median:.2f}", best=f"{best:.2f}")
+                    epochs.set_postfix(loss=f"{np.mean(losses):.3g}", val_median_mm=f"{median:.2f}")
         except KeyboardInterrupt:
-            _save(network.state_dict(), folder / "last.pt")
-            print(f"\ninterrupted: last weights saved to {folder / 'last.pt'}", file=sys.stderr)
+            saved = f"{state['epoch'] + 1} finished epoch(s) in {folder / 'last.pt'}"
+            print(f"\ninterrupted: fold {fold} has {saved}; --resume continues", file=sys.stderr)
             raise
+    _write_json({"best_median_mm": state["best_median"], "epochs": config.epochs}, folder / DONE)
     network.load_state_dict(torch.load(folder / "best.pt", map_location=device, weights_only=True))
-    return network.eval(), best
+    return network.eval(), state["best_median"]
 
 
-def prepare_run_dir(path: str | Path, force: bool) -> Path:
-    """Create the run folder; refuse an existing non-empty one unless `force` (then it is emptied)."""
-    path = Path(path)
-    if path.is_file():
-        raise InputError(f"{path}: run folder is an existing file")
-    if path.exists() and any(path.iterdir()):
-        if not force:
-            raise InputError(f"{path}: run folder exists and is not empty (use --force to replace it)")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def resume_config(run: str | Path, **overrides) -> TrainConfig:
+    """The config.yaml of a run folder, with `overrides` (those not None) on top: the config ``--resume`` continues.
+
+    Raises:
+        InputError: `run` is not a run folder written by ``aortic-root train``.
+    """
+    run = Path(run)
+    if not is_tool_output(run) or not (run / "config.yaml").is_file():
+        raise InputError(f"{run}: not a run folder of aortic-root train (no config.yaml written by it); cannot resume")
+    return TrainConfig.from_yaml(run / "config.yaml", **overrides)
 
 
-def train(config: TrainConfig, force: bool = False, command: str = "") -> Path:
-    """Run the whole protocol: preprocess, split, train every fold, export the ensemble, predict the test split.
+def conflicting_keys(saved: dict, given: dict) -> list[str]:
+    """Settings (config fields as dicts) whose values differ, ignoring the :data:`HARMLESS` ones."""
+
+    def same(key: str) -> bool:
+        if key == "manifest":  # the same file, however it was written
+            return Path(saved[key]).resolve() == Path(given[key]).resolve()
+        return saved.get(key) == given.get(key)
+
+    return [key for key in given if key not in HARMLESS and not same(key)]
+
+
+def _resumed_config(config: TrainConfig, force: bool) -> TrainConfig:
+    """The saved config of run folder ``config.out``, with the harmless settings of `config`; refuses all else."""
+    if force:
+        raise InputError(f"{config.out}: --resume continues a run in place and --force replaces it; give one of them")
+    saved = resume_config(config.out)
+    differing = conflicting_keys(dataclasses.asdict(saved), dataclasses.asdict(config))
+    if differing:
+        raise InputError(
+            f"{Path(config.out) / 'config.yaml'}: the run was started with other {', '.join(differing)}; "
+            "resume with its settings (the saved config is used) or start a new run"
+        )
+    return dataclasses.replace(saved, **{key: getattr(config, key) for key in HARMLESS})
+
+
+def run_finished(run: str | Path, folds: int) -> bool:
+    """True if every fold of a run folder is finished, its model exported and (with a test split) evaluated."""
+    run = Path(run)
+    if not (run / "model" / "model.json").is_file():
+        return False
+    if not all((run / f"fold{i}" / DONE).is_file() for i in range(folds)):
+        return False
+    try:
+        test = json.loads((run / "split.json").read_text(encoding="utf-8"))["test"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return not test or (run / "test_evaluation").is_dir()
+
+
+def train(config: TrainConfig, force: bool = False, command: str = "", resume: bool = False) -> Path:
+    """Run the whole protocol: preprocess, split, train every fold, export the ensemble, evaluate the test split.
 
     Args:
         config: the run's configuration (saved as config.yaml in the run folder).
-        force: replace an existing run folder.
+        force: replace an existing run folder written by this tool (the old one is removed only on success).
         command: the command line that started the run, recorded in the exported model.
+        resume: continue the interrupted run in ``config.out``, in place, with its saved config.yaml (see the module
+            docstring). `config` may differ from it only in the :data:`HARMLESS` settings.
 
     Returns:
         The run folder.
     """
     config.validate()
     make_loss(config.loss, config.penalty, config.penalty_target)  # fail on a bad loss before any work
-    cases = read_manifest(config.manifest, config.landmarks)
+    check_grid_size(config.size, build_network(config).config())
+    if resume:
+        config = _resumed_config(config, force)
+        if run_finished(config.out, config.folds):
+            print(f"{config.out}: the run is complete; nothing to resume", file=sys.stderr)
+            return Path(config.out)
+    cases = training_targets(read_manifest(config.manifest, config.landmarks), config)
+    if not resume:
+        check_output_dir(config.out, force, [config.manifest, *(c.image for c in cases)])
     split = split_cases(len(cases), config.folds, config.test_fraction, config.val_fraction, config.seed)
+    named = {"test": [cases[i].case_id for i in split["test"]]}
+    named["folds"] = [{k: [cases[i].case_id for i in v] for k, v in f.items()} for f in split["folds"]]
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    spec = config.grid_spec
-    cache = Path(config.cache_dir) if config.cache_dir else None
-    samples = [load_sample(c, spec, cache) for c in _progress(cases, desc="preprocessing", unit="case")]
-    run = prepare_run_dir(config.out, force)
-    config.to_yaml(run / "config.yaml")
-    named = {"test": [cases[i].case_id for i in split["test"]]}
-    named["folds"] = [{k: [cases[i].case_id for i in v] for k, v in f.items()} for f in split["folds"]]
-    (run / "split.json").write_text(json.dumps(named, indent=2), encoding="utf-8")
+    cache = check_cache_dir(Path(config.cache_dir) if config.cache_dir else None)
+    samples = [load_sample(c, config.grid_spec, cache) for c in progress_bar(cases, desc="preprocessing", unit="case")]
+    if resume:
+        run = Path(config.out)
+        _check_split(run / "split.json", named)
+        _run_protocol(run, config, cases, samples, split, device, command, resume=True)
+        return run
+    with replacing_dir(config.out, force, [config.manifest]) as run:
+        config.to_yaml(run / "config.yaml")
+        (run / "split.json").write_text(json.dumps(named, indent=2), encoding="utf-8")
+        _run_protocol(run, config, cases, samples, split, device, command)
+    return run
 
+
+def _check_split(path: Path, named: dict) -> None:
+    """Refuse to resume a run whose manifest changed (its split differs); write split.json if a kill left none."""
+    if not path.is_file():
+        _write_json(named, path)
+    elif json.loads(path.read_text(encoding="utf-8")) != named:
+        raise InputError(f"{path}: the manifest's cases changed since the run started; cannot resume")
+
+
+def _run_protocol(run: Path, config: TrainConfig, cases, samples, split: dict, device, command: str, resume=False):
+    """Train (or finish, or load) every fold, export the ensemble, evaluate the test split."""
     networks, medians = [], []
     for fold, parts in enumerate(split["folds"]):
-        network, best = train_fold(
-            config, [samples[i] for i in parts["train"]], [samples[i] for i in parts["val"]], run / f"fold{fold}",
-            device, fold,
-        )
+        train_part, val_part = [samples[i] for i in parts["train"]], [samples[i] for i in parts["val"]]
+        network, best = train_fold(config, train_part, val_part, run / f"fold{fold}", device, fold, resume)
         networks.append(network.cpu())
         medians.append(best)
-
     export_model(run / "model", networks, config, cases, medians, command)
     if split["test"]:
-        detect_files([cases[i].image for i in split["test"]], run / "test_predictions", run / "model", config.device)
-        test_manifest = run / "test_manifest.csv"
-        write_manifest(test_manifest, [cases[i] for i in split["test"]], config.landmarks)
-        result = evaluate(run / "test_predictions", test_manifest, run / "test_evaluation", config.landmarks)
-        print(format_table(result))
-    return run
+        evaluate_test_split(run, [cases[i] for i in split["test"]], config)
+
+
+def evaluate_test_split(run: Path, test_cases: list, config: TrainConfig) -> dict:
+    """Detect the test cases with the exported ensemble and evaluate them in memory.
+
+    Writes ``test_manifest.csv``, ``test_predictions/`` (what ``aortic-root detect`` writes) and ``test_evaluation/``,
+    each folder all or nothing (a resumed run replaces those an interrupted one left).
+    """
+    ensemble = load_ensemble(run / "model", config.device)
+    detections = detect_files([c.image for c in test_cases], run / "test_predictions", ensemble, force=True)
+    write_manifest(run / "test_manifest.csv", test_cases, config.target_names)
+    predictions = {name: d.positions_lps for name, d in detections.items()}  # names in config.target_names order
+    result = evaluate_predictions(predictions, test_cases, config.target_names)
+    with atomic_output_dir(run / "test_evaluation", force=True) as folder:
+        write_report(result, folder)
+    print(format_table(result))
+    return result
+
+
+def training_targets(cases: list[Case], config: TrainConfig) -> list[Case]:
+    """The cases with the landmarks the network learns: as read, or for a localizer the hinge-point centroid (ROOT)."""
+    if config.stage != "localizer":
+        return cases
+    return [dataclasses.replace(c, landmarks_lps=root_from_landmarks(config.landmarks, c.landmarks_lps)[None])
+            for c in cases]
 
 
 def export_model(folder: Path, networks, config: TrainConfig, cases, medians, command: str = "") -> Path:
@@ -187,7 +390,8 @@ def export_model(folder: Path, networks, config: TrainConfig, cases, medians, co
     qualities = sorted({c.quality for c in cases if c.quality})
     meta = {
         "name": config.name,
-        "landmarks": list(config.landmarks),
+        "stage": config.stage,
+        "landmarks": config.target_names,
         "grid": config.grid_spec.to_dict(),
         "sigma_mm": config.sigma,
         "loss": config.loss,
@@ -208,4 +412,7 @@ def export_model(folder: Path, networks, config: TrainConfig, cases, medians, co
             "torch": torch.__version__,
         },
     }
-    return save_model_dir(folder, networks, meta)
+    save_model_dir(folder, networks, meta)
+    if config.localizer:
+        attach_localizer(folder, config.localizer)
+    return folder

@@ -4,10 +4,11 @@ Pipeline: `read_image` -> `make_grid` / `resample_to_grid` -> `load_ensemble` / 
 `annulus_measurements`. Importing this package does not import torch (Slicer installs it on first use).
 """
 
+from .detection import Detection, detect
 from .errors import InputError
 from .geometry import Plane, annulus_measurements, annulus_plane, implant_views
 from .grid import GridSpec, NetworkGrid, make_grid, resample_to_grid
-from .inference import Detection, Ensemble, bundled_model_dir, decode_peaks, detect, load_ensemble
+from .inference import Ensemble, bundled_model_dir, decode_peaks, load_ensemble
 from .io import Case, read_image, read_manifest, read_markups, write_manifest, write_markups
 
 __version__ = "0.1.0"

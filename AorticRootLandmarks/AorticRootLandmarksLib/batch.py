@@ -15,10 +15,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import geometry
+from .detection import Detection, detect
 from .errors import InputError
-from .inference import Detection, detect, load_ensemble
-from .io import atomic_output_dir, case_id, read_image, write_markups
-from .typing import DEFAULT_LANDMARKS, PathLike
+from .inference import Ensemble, load_ensemble
+from .io import case_id, read_image, write_markups
+from .outputs import atomic_output_dir, check_output_dir
+from .progress import progress_bar
+from .typing import PathLike
 
 
 def inside_image(image: sitk.Image, points_lps: np.ndarray) -> np.ndarray:
@@ -35,75 +38,88 @@ def detection_record(detection: Detection, image: sitk.Image, image_path: PathLi
     """The JSON document written per image: the detection plus annulus geometry when RCC, LCC, NCC are present."""
     record = {"image": str(image_path), **detection.to_dict()}
     inside = inside_image(image, detection.positions_lps)
-    for name, flag in zip(detection.names, inside):
+    for name, flag in zip(detection.names, inside, strict=True):
         record["landmarks"][name]["inside_image"] = bool(flag)
-    if set(DEFAULT_LANDMARKS) <= set(detection.names):
-        hinges = np.stack([detection.positions_lps[detection.names.index(n)] for n in DEFAULT_LANDMARKS])
-        try:
-            plane = geometry.annulus_plane(hinges)
-            record["annulus"] = {
-                "center_lps": plane.center.tolist(),
-                "normal_lps": plane.normal.tolist(),
-                "measurements": geometry.annulus_measurements(hinges),
-                "implant_views": {k: list(v) for k, v in geometry.implant_views(hinges).items()},
-            }
-        except InputError as err:  # degenerate hinge points: report, don't fail the whole batch
-            record["annulus"] = {"error": str(err)}
+    try:
+        hinges = geometry.select_points(detection.names, detection.positions_lps)
+    except InputError:  # a model without the hinge points: no annulus
+        return record
+    try:
+        plane = geometry.annulus_plane(hinges)
+        record["annulus"] = {
+            "center_lps": plane.center.tolist(),
+            "normal_lps": plane.normal.tolist(),
+            "measurements": geometry.annulus_measurements(hinges),
+            "implant_views": {k: list(v) for k, v in geometry.implant_views(hinges).items()},
+        }
+    except InputError as err:  # degenerate hinge points: report, don't fail the whole batch
+        record["annulus"] = {"error": str(err)}
     return record
+
+
+def detection_summary(detection: Detection, record: dict) -> str:
+    """One line for the terminal: the verdict and why, e.g. "review: LCC low confidence (...)"."""
+    outside = [n for n, v in record["landmarks"].items() if not v["inside_image"]]
+    line = detection.quality.summary() if detection.quality is not None else "ok"
+    if outside:
+        line += f"; WARNING: {', '.join(outside)} outside the image"
+    return line
+
+
+def verdict_counts(detections: dict[str, Detection]) -> str:
+    """"3 ok, 1 review, 1 failed" for the end of a batch."""
+    verdicts = [d.verdict for d in detections.values()]
+    return ", ".join(f"{verdicts.count(v)} {v}" for v in ("ok", "review", "failed") if v in verdicts)
 
 
 def detect_files(
     images: Sequence[PathLike],
     out_dir: PathLike,
-    model: PathLike | None = None,
+    model: PathLike | Ensemble | None = None,
     device: str = "auto",
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
-) -> list[Path]:
+    accept_slice_gaps: bool = False,
+) -> dict[str, Detection]:
     """Detect the landmarks of each image and write the results, all or nothing.
+
+    Writes per image ``<case>.json`` (:func:`detection_record`) and ``<case>.mrk.json`` (Slicer markups, LPS).
 
     Args:
         images: image files or DICOM series folders.
-        out_dir: output folder (refused if it exists and is not empty, unless `force`).
-        model: model folder or training run folder; None for the bundled model.
-        device: 'auto' (CUDA if present), 'cpu', 'cuda'.
+        out_dir: output folder (see outputs.check_output_dir: refused if not empty, unless `force`).
+        model: model folder, training run folder or an already loaded Ensemble; None for the bundled model.
+        device: 'auto' (CUDA if present), 'cpu', 'cuda' (ignored for a loaded Ensemble).
         progress: show a progress bar on stderr.
         log: where to send one line per image (default: stderr).
+        accept_slice_gaps: read DICOM series with uneven slice spacing (see `io.read_image`) instead of refusing them.
 
     Returns:
-        The per-image JSON paths, in the order of `images`.
+        ``{case name: Detection}`` (world LPS mm), in the order of `images`.
     """
     log = log or (lambda line: print(line, file=sys.stderr))
     names = [case_id(p) for p in images]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise InputError(f"several inputs share the output name(s) {', '.join(duplicates)}; rename or detect separately")
+        shared = ", ".join(duplicates)
+        raise InputError(f"several inputs share the output name(s) {shared}; rename or detect separately")
     if not images:
         raise InputError("no input images given")
-    for path in images:  # fail on a missing input before loading the model
+    for path in images:  # fail on a missing input or a refused output before loading the model
         if not Path(path).exists():
             raise InputError(f"{path}: no such file or folder")
-    ensemble = load_ensemble(model, device)
-    written = []
-    with atomic_output_dir(out_dir, force) as tmp:
-        iterator = zip(images, names)
-        if progress:
-            try:
-                from tqdm.auto import tqdm
-
-                iterator = tqdm(list(iterator), desc="detect", unit="CT", file=sys.stderr)
-            except ImportError:
-                pass
-        for path, name in iterator:
-            image = read_image(path)
+    check_output_dir(out_dir, force, images)
+    ensemble = model if isinstance(model, Ensemble) else load_ensemble(model, device)
+    detections = {}
+    with atomic_output_dir(out_dir, force, images) as tmp:
+        for path, name in progress_bar(list(zip(images, names, strict=True)), progress, desc="detect", unit="CT"):
+            image = read_image(path, accept_slice_gaps=accept_slice_gaps)
             detection = detect(image, ensemble)
             record = detection_record(detection, image, path)
             (tmp / f"{name}.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
             descriptions = [f"confidence {c:.2f}" for c in detection.confidence]
             write_markups(tmp / f"{name}.mrk.json", detection.names, detection.positions_lps, descriptions=descriptions)
-            outside = [n for n, v in record["landmarks"].items() if not v["inside_image"]]
-            warning = f"  WARNING: {', '.join(outside)} outside the image" if outside else ""
-            log(f"{name}: {detection.seconds:.2f} s on {detection.device}{warning}")
-            written.append(Path(out_dir) / f"{name}.json")
-    return written
+            log(f"{name}: {detection_summary(detection, record)} ({detection.seconds:.2f} s on {detection.device})")
+            detections[name] = detection
+    return detections

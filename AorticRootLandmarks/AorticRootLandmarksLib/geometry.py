@@ -19,17 +19,17 @@ Numpy only: this module runs inside 3D Slicer's Python.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from .constants import HINGE_NAMES
 from .errors import InputError
 
 #: Hinge-point triangles smaller than this (mm^2) have no usable plane (points coincide or are collinear).
 MIN_TRIANGLE_AREA_MM2 = 1.0
-#: Order of the hinge points every function here expects.
-HINGE_NAMES: tuple[str, str, str] = ("RCC", "LCC", "NCC")
 
 ArrayLike = npt.ArrayLike
 
@@ -77,13 +77,37 @@ def _as_points(points: ArrayLike, what: str, shape: tuple[int | None, ...] | Non
     except (TypeError, ValueError) as error:
         raise InputError(f"{what}: not numeric ({error})") from None
     if shape is not None and (
-        array.ndim != len(shape) or any(s is not None and a != s for a, s in zip(array.shape, shape))
+        array.ndim != len(shape) or any(s is not None and a != s for a, s in zip(array.shape, shape, strict=True))
     ):
         wanted = "x".join("K" if s is None else str(s) for s in shape)
         raise InputError(f"{what}: expected shape {wanted}, got {'x'.join(map(str, array.shape)) or 'scalar'}")
     if not np.all(np.isfinite(array)):
         raise InputError(f"{what}: contains NaN or infinite coordinates")
     return array
+
+
+def select_points(
+    names: Sequence[str], points_lps: ArrayLike, wanted: Sequence[str] = HINGE_NAMES
+) -> np.ndarray:
+    """The rows of `points_lps` labelled `wanted`, in that order: the one test of "are the hinge points there?".
+
+    Args:
+        names: K labels of the rows of `points_lps`.
+        points_lps: (K, 3) world LPS mm.
+        wanted: labels to pick (default RCC, LCC, NCC).
+
+    Returns:
+        (len(wanted), 3) world LPS mm.
+
+    Raises:
+        InputError: a wanted label is missing (e.g. a model without hinge points, or a renamed point).
+    """
+    points = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3)
+    names = list(names)
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise InputError(f"landmarks: no point labelled {', '.join(missing)} (have {', '.join(names) or 'none'})")
+    return np.stack([points[names.index(w)] for w in wanted])
 
 
 def _hinge_cross(points: np.ndarray, what: str) -> np.ndarray:

@@ -1,21 +1,27 @@
-"""The network grid: an isotropic, LPS-aligned box of voxels the U-Net sees, and the exact map back to the world.
+"""Voxel grids and the exact maps between voxel index and world LPS mm; resampling a CT onto the network grid.
 
-Frames (see docs/ARCHITECTURE.md): the grid's direction is the identity in LPS, so a grid index (x, y, z) maps to
-``world_lps = origin + spacing * index``. Volumes returned here are numpy arrays indexed ``[x, y, z]``.
+Two grid classes share one geometry, ``world_lps = origin + direction @ (spacing * index)``, and differ in what they
+are for and in the order of the arrays that live on them (see docs/ARCHITECTURE.md for the frames):
+
+- :class:`VoxelGrid`, the general grid: any origin, anisotropic spacing and direction cosines (flipped or oblique),
+  exactly as a SimpleITK image. Arrays on it are indexed ``(nz, ny, nx)`` (``sitk.GetArrayFromImage`` order), while
+  ``size`` and indices are ``(i, j, k)`` = ``(x, y, z)`` as in SimpleITK. The phantom renders on it.
+- :class:`NetworkGrid`, the grid the U-Net sees: isotropic ``spacing`` (a float) and the identity direction in LPS,
+  so ``world_lps = origin + spacing * index``. Volumes on it (:func:`resample_to_grid`) are indexed ``[x, y, z]``.
+  It is the special case ``VoxelGrid(origin, (spacing,) * 3, size)`` with arrays transposed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
 
+from .constants import AIR_HU
 from .errors import InputError
 from .typing import GridIndex, PointsLPS
-
-#: Air, used outside the CT's field of view.
-AIR_HU = -1000.0
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class GridSpec:
 
 @dataclass(frozen=True)
 class NetworkGrid:
-    """One case's network grid.
+    """One case's network grid (identity direction, isotropic spacing; volumes on it are indexed ``[x, y, z]``).
 
     Attributes:
         origin: (3,) world LPS mm of voxel (0, 0, 0).
@@ -69,6 +75,90 @@ class NetworkGrid:
 
     def to_dict(self) -> dict:
         return {"origin_lps": [float(v) for v in self.origin], "spacing": float(self.spacing), "size": list(self.size)}
+
+
+@dataclass(frozen=True, eq=False)
+class VoxelGrid:
+    """A general voxel grid: ``world LPS mm = origin + direction @ (spacing * (i, j, k))``, as a SimpleITK image.
+
+    Indices and ``size`` are ``(i, j, k)`` (x, y, z, SimpleITK order); arrays on the grid are ``(nz, ny, nx)``
+    (``sitk.GetArrayFromImage`` order), so voxel ``(i, j, k)`` is ``array[k, j, i]``.
+
+    Attributes:
+        origin: (3,) world LPS mm of voxel (0, 0, 0).
+        spacing: (3,) mm between voxel centres along i, j, k.
+        size: (nx, ny, nz) voxels along i, j, k.
+        direction: (3, 3) columns are the unit world LPS directions of i, j, k (SimpleITK's direction matrix).
+
+    Example:
+        >>> grid = VoxelGrid([0, 0, 0], [0.5, 0.5, 2.0], (4, 4, 3), np.diag([-1.0, 1.0, 1.0]))
+        >>> grid.index_to_world([2, 0, 1]).tolist()
+        [-1.0, 0.0, 2.0]
+    """
+
+    origin: np.ndarray
+    spacing: np.ndarray
+    size: tuple[int, int, int]
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin", np.asarray(self.origin, float).reshape(3))
+        object.__setattr__(self, "spacing", np.broadcast_to(np.asarray(self.spacing, float), (3,)).copy())
+        object.__setattr__(self, "size", tuple(int(n) for n in self.size))
+        object.__setattr__(self, "direction", np.asarray(self.direction, float).reshape(3, 3))
+
+    @classmethod
+    def from_image(cls, image: sitk.Image) -> VoxelGrid:
+        """The grid of a 3D SimpleITK image (its origin, spacing, size and direction)."""
+        return cls(image.GetOrigin(), image.GetSpacing(), image.GetSize(), np.reshape(image.GetDirection(), (3, 3)))
+
+    @functools.cached_property
+    def _inverse_direction(self) -> np.ndarray:
+        return np.linalg.inv(self.direction)  # = direction.T for orthonormal direction cosines
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(nz, ny, nx): the shape of an array on this grid."""
+        return (self.size[2], self.size[1], self.size[0])
+
+    def index_to_world(self, index: np.ndarray) -> PointsLPS:
+        """(..., 3) continuous index (i, j, k) -> (..., 3) world LPS mm."""
+        return self.origin + (np.asarray(index, float) * self.spacing) @ self.direction.T
+
+    def world_to_index(self, points_lps: PointsLPS) -> np.ndarray:
+        """(..., 3) world LPS mm -> (..., 3) continuous index (i, j, k); inverts ``index_to_world`` exactly."""
+        return ((np.asarray(points_lps, float) - self.origin) @ self._inverse_direction.T) / self.spacing
+
+    def contains(self, points_lps: PointsLPS) -> np.ndarray:
+        """(..., 3) world LPS mm -> (...,) bool: inside the grid's voxel-centre box."""
+        index = self.world_to_index(points_lps)
+        return np.all((index >= 0) & (index <= np.asarray(self.size) - 1), axis=-1)
+
+    def corners(self) -> PointsLPS:
+        """(8, 3) world LPS mm of the corner voxel centres."""
+        n = np.array(self.size) - 1
+        return self.index_to_world([[a, b, c] for a in (0, n[0]) for b in (0, n[1]) for c in (0, n[2])])
+
+    def image(self, array: np.ndarray | None = None, pixel_type: int = sitk.sitkFloat32) -> sitk.Image:
+        """SimpleITK image with this grid's geometry: of a (nz, ny, nx) ``array``, or empty of ``pixel_type``."""
+        if array is None:
+            img = sitk.Image([int(n) for n in self.size], pixel_type)
+        else:
+            if np.shape(array) != self.shape:
+                raise ValueError(f"array of shape {np.shape(array)} is not on this grid: (nz, ny, nx) = {self.shape}")
+            img = sitk.GetImageFromArray(array)
+        img.SetOrigin(tuple(float(v) for v in self.origin))
+        img.SetSpacing(tuple(float(v) for v in self.spacing))
+        img.SetDirection(tuple(float(v) for v in self.direction.ravel()))
+        return img
+
+    def to_dict(self) -> dict:
+        return {
+            "origin_lps": [float(v) for v in self.origin],
+            "spacing": [float(v) for v in self.spacing],
+            "size": list(self.size),
+            "direction": [float(v) for v in self.direction.ravel()],
+        }
 
 
 def image_center_lps(image: sitk.Image) -> PointsLPS:

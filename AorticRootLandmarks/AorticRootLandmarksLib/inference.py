@@ -9,21 +9,25 @@ Frames: maps are (K, X, Y, Z) on the network grid; decoded peaks are grid indice
 from __future__ import annotations
 
 import json
-import time
+import math
+import re
+import shutil
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 
 from .errors import InputError
-from .grid import GridSpec, NetworkGrid, make_grid, resample_to_grid
-from .typing import GridIndex, PathLike, PointsLPS
+from .grid import GridSpec
+from .typing import GridIndex, PathLike
 
 MODEL_FORMAT_VERSION = 1
 DECODINGS = ("argmax", "quadratic", "centroid")
+ACTIVATIONS = ("identity", "sigmoid")
+DEVICES = "auto, cpu, cuda or cuda:N"
 #: Fold peaks further apart than this (RMS, in grid voxels) give confidence exp(-1/2) ~ 0.61.
 CONFIDENCE_TOLERANCE_VOXELS = 2.0
 
@@ -31,19 +35,37 @@ Progress = Callable[[float, str], None]
 
 
 def bundled_model_dir() -> Path:
-    """The model shipped with the module (trained on phantom data; see its README.md)."""
-    return Path(__file__).resolve().parent.parent / "Resources" / "Models" / "phantom-glip"
+    """The model shipped with the module (trained on phantom data; see its README.md).
+
+    In the Slicer module and an editable install it is ``AorticRootLandmarks/Resources/Models/phantom-glip``; a
+    ``pip install .`` carries it as package data, ``AorticRootLandmarksLib/bundled_model``.
+    """
+    here = Path(__file__).resolve().parent
+    installed = here / "bundled_model"
+    return installed if (installed / "model.json").is_file() else here.parent / "Resources" / "Models" / "phantom-glip"
 
 
 def resolve_device(device: str = "auto") -> Any:
-    """'auto' -> CUDA if available else CPU; 'cpu'/'cuda'/'cuda:N' as given. Returns a torch.device."""
+    """'auto' -> CUDA if available else CPU; 'cpu'/'cuda'/'cuda:N' as given. Returns a torch.device.
+
+    Raises:
+        InputError: any other value, CUDA asked for where there is none, or N not below the number of CUDA devices.
+    """
     import torch
 
+    cuda = re.fullmatch(r"cuda(?::([0-9]+))?", device) if isinstance(device, str) else None
+    if device not in ("auto", "cpu") and cuda is None:
+        raise InputError(f"device {device!r}: unknown device; use {DEVICES} (N a CUDA device number)")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
         raise InputError(f"device {device!r}: CUDA is not available on this machine (use --device cpu or auto)")
-    return torch.device(device)
+    count = torch.cuda.device_count()
+    if cuda.group(1) is not None and int(cuda.group(1)) >= count:
+        raise InputError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return torch.device(device if cuda.group(1) is None else f"cuda:{int(cuda.group(1))}")
 
 
 @dataclass
@@ -59,6 +81,7 @@ class Ensemble:
     networks: list
     meta: dict
     device: Any
+    localizer: Ensemble | None = None
 
     @property
     def names(self) -> list[str]:
@@ -88,37 +111,158 @@ def load_ensemble(model_dir: PathLike | None = None, device: str = "auto") -> En
     Args:
         model_dir: model folder or training run folder; None for the bundled model.
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+
+    Raises:
+        InputError: an unknown device; a model.json that is not valid JSON, lacks a key or holds a wrong value, whose
+            landmark count differs from the network's outputs or whose grid the network cannot take; a fold file that
+            is missing, damaged, or holds weights of another network.
     """
     import torch
 
-    from .network import build_network
+    from .network import build_network, check_grid_size
 
     folder = find_model_dir(bundled_model_dir() if model_dir is None else model_dir)
-    try:
-        meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise InputError(f"{folder / 'model.json'}: not valid JSON ({err})") from None
-    if meta.get("format_version") != MODEL_FORMAT_VERSION:
-        raise InputError(f"{folder}: model format {meta.get('format_version')!r}, expected {MODEL_FORMAT_VERSION}")
+    meta_path = folder / "model.json"
+    meta = _read_model_json(meta_path)
     torch_device = resolve_device(device)
+    try:
+        outputs = build_network(meta["network"]).config()["out_channels"]
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{meta_path}: network config is not valid ({_short(err)})") from None
+    if outputs != len(meta["landmarks"]):
+        raise InputError(
+            f"{meta_path}: {len(meta['landmarks'])} landmark names ({', '.join(meta['landmarks'])}) but the network "
+            f"has {outputs} outputs"
+        )
+    check_grid_size(meta["grid"]["size"], meta["network"], where=str(meta_path))
     networks = []
     for name in meta["folds"]:
         network = build_network(meta["network"])
-        try:
-            state = torch.load(folder / name, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as err:
-            raise InputError(f"{folder / name}: cannot load weights ({err})") from None
-        network.load_state_dict({k: v.float() for k, v in state.items()})
+        network.load_state_dict(_read_weights(folder / name, network.state_dict()))
         # channels_last_3d: 1.1-2x faster 3D convolutions on CPU (benchmarks/bench_network.py)
         networks.append(network.to(torch_device, memory_format=torch.channels_last_3d).eval())
-    return Ensemble(networks, meta, torch_device)
+    localizer = None
+    if meta.get("localizer"):
+        localizer = load_ensemble(folder / str(meta["localizer"]), device)
+        if localizer.localizer is not None or len(localizer.names) != 1:
+            raise InputError(f"{folder / str(meta['localizer'])}: a localizer has one landmark and no localizer")
+    return Ensemble(networks, meta, torch_device, localizer)
+
+
+def attach_localizer(model_dir: PathLike, localizer_dir: PathLike) -> Path:
+    """Copy a trained localizer (model or run folder) into ``model_dir/localizer`` and name it in model.json.
+
+    The landmark model then centres its grid where the localizer finds the root (detection.place_grid).
+    """
+    folder = find_model_dir(model_dir)
+    source = find_model_dir(localizer_dir)
+    target = folder / "localizer"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("localizer", "*.md"))
+    meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    meta["localizer"] = "localizer"
+    (folder / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return folder
+
+
+def _read_model_json(path: Path) -> dict:
+    """model.json, checked for every key and value that loading and inference use."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+    except ValueError as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: not a model description (a JSON object is expected)")
+    if meta.get("format_version") != MODEL_FORMAT_VERSION:
+        raise InputError(f"{path.parent}: model format {meta.get('format_version')!r}, expected {MODEL_FORMAT_VERSION}")
+
+    def names(value: Any) -> bool:
+        return isinstance(value, list) and len(value) > 0 and all(isinstance(v, str) and v for v in value)
+
+    checks = {
+        "landmarks": ("a non-empty list of names", names),
+        "folds": ("a non-empty list of file names", names),
+        "network": ("an object (the network's constructor arguments)", lambda v: isinstance(v, dict)),
+        "grid": ("an object with spacing > 0, size (3 positive integers) and window (low < high HU)", _valid_grid),
+        "decoding": (f"one of {', '.join(DECODINGS)}", lambda v: v in DECODINGS),
+        "activation": (f"one of {', '.join(ACTIVATIONS)}", lambda v: v in ACTIVATIONS),
+    }
+    optional = {"decoding", "activation"}
+    for key, (expected, valid) in checks.items():
+        if key not in meta and key not in optional:
+            raise InputError(f"{path}: lacks the key {key!r}")
+        if key in meta and not valid(meta[key]):
+            raise InputError(f"{path}: {key} must be {expected}, got {_brief(meta[key])}")
+    return meta
+
+
+def _valid_grid(grid: Any) -> bool:
+    try:
+        spec = GridSpec.from_dict(grid)
+        window = [float(v) for v in spec.window]
+    except (KeyError, TypeError, ValueError):
+        return False
+    return (
+        math.isfinite(spec.spacing)
+        and spec.spacing > 0
+        and len(spec.size) == 3
+        and min(spec.size) > 0
+        and len(window) == 2
+        and all(math.isfinite(v) for v in window)
+        and window[0] < window[1]
+    )
+
+
+def _read_weights(path: Path, expected: dict) -> dict:
+    """A fold's state dict as float32 tensors, checked against the network's own (`expected`) key by key."""
+    import torch
+
+    if not path.is_file():
+        raise InputError(f"{path}: fold file not found (model.json lists it)")
+    try:
+        with warnings.catch_warnings():  # e.g. about the pickle protocol of a damaged file: a second stderr line
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises many kinds (pickle, zip, EOF, runtime) for a damaged file
+        raise InputError(f"{path}: cannot load weights, the file is damaged or truncated ({_short(err)})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: not a state dict of tensors (a dictionary of weights is expected)")
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    reshaped = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or reshaped:
+        example = (
+            f"{reshaped[0]} is {tuple(state[reshaped[0]].shape)}, the network's {tuple(expected[reshaped[0]].shape)}"
+            if reshaped
+            else f"e.g. {(missing or unexpected)[0]}"
+        )
+        raise InputError(
+            f"{path}: weights do not match the network in model.json ({len(missing)} missing, {len(unexpected)} "
+            f"unexpected, {len(reshaped)} of another shape; {example})"
+        )
+    return {k: v.float() for k, v in state.items()}
+
+
+def _short(err: Exception, limit: int = 120) -> str:
+    """First sentence of an exception's first line (torch's messages go on for lines), at most `limit` characters."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = re.split(r"(?<=\.) ", lines[0], maxsplit=1)[0] if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _brief(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def save_model_dir(path: PathLike, networks: Sequence, meta: dict, half: bool = True) -> Path:
     """Write a self-contained model folder: model.json plus one state dict per fold (float16 by default, half size).
 
-    `meta` must hold landmarks, grid (GridSpec.to_dict()), network (the network's config()); format_version and folds are
-    filled in here.
+    `meta` must hold landmarks, grid (GridSpec.to_dict()), network (the network's config()); format_version and folds
+    are filled in here.
     """
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -187,7 +331,7 @@ def decode_peaks(maps: np.ndarray, method: str = "argmax") -> tuple[GridIndex, n
         if method == "centroid":
             weights = patch - patch.min()
             if weights.sum() > 0:
-                grids = np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij")
+                grids = np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi, strict=True)], indexing="ij")
                 peaks[k] = [float((g * weights).sum() / weights.sum()) for g in grids]
             continue
         for axis in range(3):
@@ -201,98 +345,3 @@ def decode_peaks(maps: np.ndarray, method: str = "argmax") -> tuple[GridIndex, n
             if curvature < 0:
                 peaks[k, axis] += float(np.clip(0.5 * (f_minus - f_plus) / curvature, -0.5, 0.5))
     return peaks, scores
-
-
-@dataclass
-class Detection:
-    """Landmarks found in one CT.
-
-    Attributes:
-        names: K landmark names.
-        positions_lps: (K, 3) world LPS mm.
-        grid_indices: (K, 3) sub-voxel network-grid index (x, y, z).
-        scores: (K,) ensemble-mean map value at the peak.
-        confidence: (K,) in [0, 1], from the agreement of the fold models' peaks (1 with a single model).
-        grid: the network grid used.
-        device: where the networks ran.
-        seconds: wall time of `detect`, reading excluded.
-    """
-
-    names: list[str]
-    positions_lps: PointsLPS
-    grid_indices: GridIndex
-    scores: np.ndarray
-    confidence: np.ndarray
-    grid: NetworkGrid
-    device: str
-    seconds: float
-    model: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """JSON-serialisable form, as written by ``aortic-root detect``."""
-        landmarks = {
-            name: {
-                "position_lps": [round(float(v), 4) for v in self.positions_lps[k]],
-                "grid_index": [round(float(v), 4) for v in self.grid_indices[k]],
-                "score": float(self.scores[k]),
-                "confidence": float(self.confidence[k]),
-            }
-            for k, name in enumerate(self.names)
-        }
-        return {
-            "coordinate_system": "LPS",
-            "units": "mm",
-            "landmarks": landmarks,
-            "grid": self.grid.to_dict(),
-            "device": self.device,
-            "seconds": round(self.seconds, 3),
-            "model": self.model,
-        }
-
-
-def fold_confidence(fold_peaks: np.ndarray, ensemble_peaks: np.ndarray) -> np.ndarray:
-    """(F, K, 3) fold peaks and (K, 3) ensemble peaks, grid voxels -> (K,) confidence exp(-rms^2 / (2 tol^2))."""
-    rms = np.sqrt(np.mean(np.sum((fold_peaks - ensemble_peaks[None]) ** 2, axis=-1), axis=0))
-    return np.exp(-0.5 * (rms / CONFIDENCE_TOLERANCE_VOXELS) ** 2)
-
-
-def detect(image: sitk.Image, ensemble: Ensemble, progress: Progress | None = None) -> Detection:
-    """Detect the landmarks of one CT.
-
-    Args:
-        image: 3D CT in HU with its LPS geometry (from `io.read_image` or a Slicer volume node).
-        ensemble: from `load_ensemble`.
-        progress: optional callback(fraction in [0, 1], message), e.g. to keep a UI responsive.
-
-    Returns:
-        The Detection, positions in world LPS mm.
-
-    Example:
-        >>> ensemble = load_ensemble()                     # bundled model
-        >>> detection = detect(read_image("ct.nii.gz"), ensemble)
-        >>> dict(zip(detection.names, detection.positions_lps.round(1).tolist()))
-    """
-    start = time.perf_counter()
-    if progress:
-        progress(0.0, "resampling to the network grid")
-    spec = ensemble.grid_spec
-    grid = make_grid(image, spec)
-    volume = resample_to_grid(image, grid, spec.window)
-    maps = predict_maps(ensemble, volume, progress)
-    if progress:
-        progress(0.9, "decoding peaks")
-    indices, scores = decode_peaks(maps.mean(axis=0), ensemble.decoding)
-    fold_peaks = np.stack([decode_peaks(m, ensemble.decoding)[0] for m in maps])
-    if progress:
-        progress(1.0, "done")
-    return Detection(
-        names=ensemble.names,
-        positions_lps=grid.index_to_world(indices),
-        grid_indices=indices,
-        scores=scores,
-        confidence=fold_confidence(fold_peaks, indices),
-        grid=grid,
-        device=str(ensemble.device),
-        seconds=time.perf_counter() - start,
-        model={"name": ensemble.meta.get("name", ""), "folds": len(ensemble.networks)},
-    )

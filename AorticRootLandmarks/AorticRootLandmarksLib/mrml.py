@@ -2,7 +2,7 @@
 
 Frames (see docs/ARCHITECTURE.md): the MRML scene is in **world RAS mm**; files, SimpleITK images and every array
 passed in or out of this module's public functions are in **world LPS mm** unless the name says ``_ras``.
-``RAS = diag(-1, -1, 1) @ LPS``, and this is the only module that converts.
+``RAS = diag(-1, -1, 1) @ LPS`` (:mod:`frames`); this is the only module that gives the scene RAS.
 
 Works with the full 3D Slicer and with the ``slicer-core`` wheel (MRML without Qt), so every function here is tested
 headless on a plain ``slicer.vtkMRMLScene()``.
@@ -25,31 +25,18 @@ import slicer
 import vtk
 from slicer.util import arrayFromVolume, arrayFromVTKMatrix, updateVolumeFromArray, vtkMatrixFromArray
 
+from .constants import LOW_CONFIDENCE
 from .errors import InputError
+from .frames import LPS_TO_RAS, lps_to_ras, ras_to_lps
 from .geometry import Plane, plane_axes
 from .typing import PointsLPS, PointsRAS
 
-#: LPS <-> RAS: the same diagonal flips either way.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 #: Slice views that are reoriented: Red in the annulus plane, Yellow and Green through the root axis.
 SLICE_VIEWS: tuple[str, str, str] = ("Red", "Yellow", "Green")
-#: Control points below this confidence are flagged for review.
-LOW_CONFIDENCE = 0.5
 #: Node attribute holding the detected positions (JSON, LPS) so that "restore" survives scene save/load.
 DETECTED_ATTRIBUTE = "AorticRootLandmarks.Detected"
 #: Node reference from the landmarks to their annulus plane node.
 PLANE_REFERENCE = "AorticRootLandmarks.AnnulusPlane"
-
-
-def lps_to_ras(points_lps: PointsLPS) -> PointsRAS:
-    """(..., 3) world LPS mm -> (..., 3) world RAS mm (negate x and y)."""
-    return np.asarray(points_lps, dtype=np.float64) * np.array([-1.0, -1.0, 1.0])
-
-
-def ras_to_lps(points_ras: PointsRAS) -> PointsLPS:
-    """(..., 3) world RAS mm -> (..., 3) world LPS mm (negate x and y)."""
-    return np.asarray(points_ras, dtype=np.float64) * np.array([-1.0, -1.0, 1.0])
-
 
 
 def volume_node_to_sitk(volume_node: slicer.vtkMRMLScalarVolumeNode) -> sitk.Image:
@@ -169,7 +156,7 @@ def set_fiducials(
         node.RemoveAllControlPoints()
         for label in names:
             node.AddControlPoint(0.0, 0.0, 0.0, label)
-    for index, (label, point_ras) in enumerate(zip(names, lps_to_ras(points))):
+    for index, (label, point_ras) in enumerate(zip(names, lps_to_ras(points), strict=True)):
         node.SetNthControlPointLabel(index, label)
         node.SetNthControlPointPositionWorld(index, *point_ras)
         node.SetNthControlPointDescription(index, _point_description(conf[index]))
@@ -193,6 +180,16 @@ def get_fiducials_lps(node: slicer.vtkMRMLMarkupsFiducialNode) -> tuple[list[str
     return names, ras_to_lps(np.reshape(points_ras, (-1, 3)))
 
 
+def first_defined_point_lps(node: slicer.vtkMRMLMarkupsFiducialNode) -> PointsLPS | None:
+    """(3,) world LPS mm of the first control point whose position is defined, or None (an empty or cleared list)."""
+    for index in range(node.GetNumberOfControlPoints()):
+        if node.GetNthControlPointPositionStatus(index) == node.PositionDefined:
+            point = np.zeros(3)
+            node.GetNthControlPointPositionWorld(index, point)
+            return ras_to_lps(point)
+    return None
+
+
 def detected_record(node: slicer.vtkMRMLMarkupsFiducialNode) -> dict | None:
     """What :func:`set_fiducials` stored: ``{"names", "positions_lps" (K, 3), "confidence" (K,)}``, or None."""
     text = node.GetAttribute(DETECTED_ATTRIBUTE) if node is not None else None
@@ -211,19 +208,6 @@ def restore_detected(node: slicer.vtkMRMLMarkupsFiducialNode) -> bool:
     set_fiducials(node.GetScene(), record["names"], record["positions_lps"], record["confidence"], node=node,
                   store_as_detected=False)
     return True
-
-
-def select_points(names: Sequence[str], points_lps: PointsLPS, wanted: Sequence[str]) -> PointsLPS:
-    """(len(wanted), 3) rows of ``points_lps`` (K, 3, LPS) whose labels ``names`` are ``wanted``, in that order.
-
-    Raises:
-        InputError: a wanted label is missing (e.g. the analyst renamed or deleted a point).
-    """
-    points = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3)
-    missing = [w for w in wanted if w not in names]
-    if missing:
-        raise InputError(f"landmarks: no control point labelled {', '.join(missing)} (have {', '.join(names)})")
-    return np.stack([points[list(names).index(w)] for w in wanted])
 
 
 class ControlPointObserver:
@@ -271,7 +255,6 @@ class ControlPointObserver:
         for tag in self._tags:
             self.node.RemoveObserver(tag)
         self._tags = []
-
 
 
 def set_plane_node(
@@ -329,7 +312,6 @@ def get_plane_ras(node: slicer.vtkMRMLMarkupsPlaneNode) -> tuple[PointsRAS, Poin
     node.GetCenterWorld(center)
     node.GetNormalWorld(normal)
     return center, normal / np.linalg.norm(normal)
-
 
 
 def annulus_slice_frames(plane: Plane, toward_lps: np.ndarray) -> dict[str, np.ndarray]:

@@ -31,9 +31,53 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .errors import InputError
+
 NORMS = ("instance", "batch", "none")
 DOWNS = ("maxpool", "conv")
 UPS = ("transpose", "trilinear")
+DEFAULT_FEATURES = (16, 32, 64, 128)
+DEFAULT_STEM_STRIDE = 2
+
+
+def required_multiple(config: dict) -> int:
+    """The number every grid size must be a multiple of: the network's total downsampling.
+
+    The stem divides the grid by ``stem_stride`` and each of the ``len(features) - 1`` levels below it by 2, so
+    ``stem_stride * 2**(len(features) - 1)`` (16 for the defaults).
+
+    Args:
+        config: network config, as `UNet3D.config()` or ``model.json["network"]`` (missing keys take the defaults).
+
+    Example:
+        >>> required_multiple({"features": [4, 8, 16], "stem_stride": 2})
+        8
+    """
+    levels = len(config.get("features", DEFAULT_FEATURES))
+    return int(config.get("stem_stride", DEFAULT_STEM_STRIDE)) * 2 ** (levels - 1)
+
+
+def check_grid_size(size: Sequence[int], config: dict, where: str = "--size") -> None:
+    """Refuse a grid size the network cannot take, before any preprocessing.
+
+    Args:
+        size: (X, Y, Z) grid voxels.
+        config: network config (see `required_multiple`).
+        where: what to name in the message (a flag, or the file the size comes from).
+
+    Raises:
+        InputError: a size that is not a positive multiple of `required_multiple(config)`.
+    """
+    multiple = required_multiple(config)
+    if all(int(s) >= multiple and int(s) % multiple == 0 for s in size):
+        return
+    text = "x".join(str(s) for s in size)
+    nearest = "x".join(str(max(multiple, multiple * round(int(s) / multiple))) for s in size)
+    raise InputError(
+        f"{where}: grid size {text} is not a multiple of {multiple} along each axis (the network downsamples "
+        f"{multiple}-fold: stem_stride {config.get('stem_stride', DEFAULT_STEM_STRIDE)}, "
+        f"{len(config.get('features', DEFAULT_FEATURES))} levels); use e.g. {nearest}"
+    )
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -137,7 +181,7 @@ class UNet3D(nn.Module):
 
     Shapes:
         x: (B, in_channels, X, Y, Z) in grid index order (x, y, z); each of X, Y, Z a multiple of
-        ``size_multiple = stem_stride * 2**(len(features) - 1)`` (16 for the default, 128x128x80 fits).
+        ``size_multiple = required_multiple(config())`` (16 for the default, 128x128x80 fits).
         Returns (B, out_channels, X, Y, Z), raw (no activation): the GLiP critic f, or logits for sigmoid losses.
 
     Example:
@@ -151,9 +195,9 @@ class UNet3D(nn.Module):
         self,
         in_channels: int = 1,
         out_channels: int = 3,
-        features: Sequence[int] = (16, 32, 64, 128),
+        features: Sequence[int] = DEFAULT_FEATURES,
         norm: str = "instance",
-        stem_stride: int = 2,
+        stem_stride: int = DEFAULT_STEM_STRIDE,
         down: str = "maxpool",
         up: str = "transpose",
         restore_channels: int = 8,
@@ -180,15 +224,16 @@ class UNet3D(nn.Module):
             restore_channels=int(restore_channels),
             negative_slope=float(negative_slope),
         )
-        self.size_multiple = stem_stride * 2 ** (len(features) - 1)
+        self.size_multiple = required_multiple(self._config)
 
         self.stem = ConvBlock(in_channels, features[0], norm, negative_slope, stride=stem_stride)
         self.downs = nn.ModuleList(
-            Down(c_in, c_out, norm, negative_slope, down) for c_in, c_out in zip(features[:-1], features[1:])
+            Down(c_in, c_out, norm, negative_slope, down)
+            for c_in, c_out in zip(features[:-1], features[1:], strict=True)
         )
         # ups[i] brings level i + 1 back to level i, so it is applied from the deepest level upwards.
         self.ups = nn.ModuleList(
-            Up(c_in, c_out, norm, negative_slope, up) for c_in, c_out in zip(features[1:], features[:-1])
+            Up(c_in, c_out, norm, negative_slope, up) for c_in, c_out in zip(features[1:], features[:-1], strict=True)
         )
         if stem_stride > 1:
             self.restore = Restore(features[0], restore_channels, negative_slope, stem_stride)

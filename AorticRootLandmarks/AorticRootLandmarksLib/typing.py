@@ -15,5 +15,3 @@ PointsLPS = npt.NDArray[np.float64]
 PointsRAS = npt.NDArray[np.float64]
 #: (3,) or (N, 3) float array of (sub-)voxel indices on the network grid, (x, y, z) order.
 GridIndex = npt.NDArray[np.float64]
-
-DEFAULT_LANDMARKS: tuple[str, ...] = ("RCC", "LCC", "NCC")

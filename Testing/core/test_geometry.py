@@ -253,3 +253,12 @@ def test_plane_angle():
     assert geometry.plane_angle_deg(turned, points) == pytest.approx(10.0, abs=1e-9)
     # Mirror order (LCC and NCC swapped) flips the oriented normal: 180, not 0.
     assert geometry.plane_angle_deg(points[[0, 2, 1]], points) == pytest.approx(180.0, abs=1e-9)
+
+
+def test_select_points_by_label():
+    points = np.arange(12.0).reshape(4, 3)
+    # default order RCC, LCC, NCC -> rows 2, 3, 1 of the labels X, NCC, RCC, LCC
+    np.testing.assert_array_equal(geometry.select_points(["X", "NCC", "RCC", "LCC"], points), points[[2, 3, 1]])
+    np.testing.assert_array_equal(geometry.select_points(["A", "B"], points[:2], ["B"]), points[[1]])
+    with pytest.raises(InputError, match="no point labelled LCC"):
+        geometry.select_points(["RCC", "NCC"], points[:2])

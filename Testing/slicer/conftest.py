@@ -10,10 +10,15 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install slicer-core)")
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "AorticRootLandmarks"
-if str(MODULE_DIR) not in sys.path:  # AorticRootLandmarks.py (the Slicer module) is not pip-installed
-    sys.path.insert(0, str(MODULE_DIR))
+for folder in (MODULE_DIR, Path(__file__).resolve().parent):  # the module file is not pip-installed
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+import app_stubs  # noqa: E402
 
 from AorticRootLandmarksLib import mrml  # noqa: E402
+
+app_stubs.install()  # the Slicer application's modules that slicer-core lacks, before the module file is imported
 
 #: Slice view size in pixels for the headless views (Slicer sets it from the widget).
 VIEW_SIZE = (400, 400)

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import slicer  # noqa: E402
 import vtk.util.numpy_support as vtk_np  # noqa: E402
 
-from AorticRootLandmarksLib import mrml  # noqa: E402
+from AorticRootLandmarksLib import frames, mrml  # noqa: E402
 
 VIEW_COLOURS = {"Red": "#f34a33", "Yellow": "#edd54c", "Green": "#6eb04b"}
 
@@ -84,7 +84,7 @@ def render_slice_view(
     rgba = reslice_rgba(scene, slice_node, volume_node)
     height, width = rgba.shape[:2]
     names, points_lps = mrml.get_fiducials_lps(fiducial_node)
-    points_xy = mrml.ras_to_slice_xy(slice_node, mrml.lps_to_ras(points_lps))
+    points_xy = mrml.ras_to_slice_xy(slice_node, frames.lps_to_ras(points_lps))
 
     dpi = 100
     figure = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
@@ -106,7 +106,7 @@ def render_slice_view(
         axes.plot(ends[:, 0], ends[:, 1], color=VIEW_COLOURS[other], linewidth=1.0, alpha=0.8)
     display = fiducial_node.GetDisplayNode()
     colour = display.GetSelectedColor() if display is not None else (1.0, 0.5, 0.5)
-    for name, (x, y, off) in zip(names, points_xy):
+    for name, (x, y, off) in zip(names, points_xy, strict=True):
         filled = abs(off) < 3.0
         axes.plot(x, y, "o", markersize=9, markeredgewidth=2, markeredgecolor=colour,
                   markerfacecolor=colour if filled else "none")

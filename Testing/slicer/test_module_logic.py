@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 
 from AorticRootLandmarksLib import geometry, inference, mrml
+from AorticRootLandmarksLib.detection import detect
 
 pytestmark = pytest.mark.slicer
 
 
-def test_module_imports_without_qt():
+def test_module_logic_is_the_library_logic():
     import AorticRootLandmarks
+    from AorticRootLandmarksLib.logic import LandmarkLogic
 
-    # slicer-core has no Qt: the Logic and the helpers must still be there (the Widget is only usable in Slicer).
-    assert hasattr(AorticRootLandmarks, "AorticRootLandmarksLogic")
+    # The module file keeps a thin Logic: the work is the library's (usable without the application).
+    assert issubclass(AorticRootLandmarks.AorticRootLandmarksLogic, LandmarkLogic)
+    own = set(vars(AorticRootLandmarks.AorticRootLandmarksLogic)) - {"__module__", "__doc__", "__qualname__"}
+    assert own <= {"__init__", "getParameterNode", "ensureTorch"}
     assert AorticRootLandmarks.formatCarmAngles(-12.4, 8.0) == "RAO 12° CRA 8°"
     assert AorticRootLandmarks.formatCarmAngles(30.0, -20.6) == "LAO 30° CAU 21°"
 
@@ -27,7 +31,7 @@ def test_detection_lands_in_the_scene_in_ras(scene, logic, phantom, tiny_model_d
     result = logic.process(volume, str(tiny_model_dir), "cpu", progress=lambda f, m: progress.append((f, m)))
     detection = result.detection
     # Same numbers as the core run on the same image (the random tiny model is deterministic).
-    expected = inference.detect(phantom.image, inference.load_ensemble(tiny_model_dir, "cpu"))
+    expected = detect(phantom.image, inference.load_ensemble(tiny_model_dir, "cpu"))
     np.testing.assert_allclose(detection.positions_lps, expected.positions_lps, atol=1e-4)
     names, points_lps = mrml.get_fiducials_lps(result.fiducialNode)
     assert names == detection.names
@@ -38,7 +42,7 @@ def test_detection_lands_in_the_scene_in_ras(scene, logic, phantom, tiny_model_d
     fractions = [f for f, _ in progress]
     assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
     assert result.confidence == pytest.approx(list(detection.confidence), abs=1e-6)
-    assert result.lowConfidence == [n for n, c in zip(detection.names, detection.confidence) if c < 0.5]
+    assert result.lowConfidence == [n for n, c in zip(detection.names, detection.confidence, strict=True) if c < 0.5]
 
 
 def test_rerun_updates_the_same_nodes(scene, logic, phantom, tiny_model_dir):
@@ -128,6 +132,35 @@ def test_module_self_test_annulus(self_test):
 
 @pytest.mark.slow
 def test_module_self_test_detection(self_test):
-    # Runs the bundled model on the phantom when the model is in the tree (else the self-test skips itself).
+    # The bundled model on the phantom; without torch or the model it raises unittest.SkipTest (a skip, not a pass).
     self_test.test_DetectionOnPhantom()
-    assert self_test.messages[-1].startswith(("Test passed", "Skipping detection"))
+    assert self_test.messages[-1] == "Test passed"
+
+
+def test_self_test_skips_honestly_without_torch(self_test, monkeypatch):
+    import unittest
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" fails
+    with pytest.raises(unittest.SkipTest, match="torch is not installed"):
+        self_test.test_DetectionOnPhantom()
+    assert "Test passed" not in self_test.messages
+
+
+def test_model_cache_is_bounded_and_follows_retraining(scene, tiny_model_dir, tmp_path):
+    import shutil
+
+    from AorticRootLandmarksLib.logic import MODEL_CACHE_SIZE, LandmarkLogic
+
+    logic = LandmarkLogic(scene)
+    copies = [shutil.copytree(tiny_model_dir, tmp_path / f"m{i}") for i in range(MODEL_CACHE_SIZE + 1)]
+    first = logic.loadEnsemble(str(copies[0]), "cpu")
+    for folder in copies[1:]:
+        logic.loadEnsemble(str(folder), "cpu")
+    assert len(logic._ensembles) == MODEL_CACHE_SIZE
+    assert logic.loadEnsemble(str(copies[0]), "cpu") is not first  # evicted, loaded again
+    again = logic.loadEnsemble(str(copies[0]), "cpu")
+    assert logic.loadEnsemble(str(copies[0]), "cpu") is again
+    meta = copies[0] / "model.json"
+    meta.write_text(meta.read_text(encoding="utf-8").replace('"tiny-random"', '"tiny-retrained"'), encoding="utf-8")
+    reloaded = logic.loadEnsemble(str(copies[0]), "cpu")
+    assert reloaded is not again and reloaded.meta["name"] == "tiny-retrained"

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import slicer
 
-from AorticRootLandmarksLib import geometry, mrml
-from AorticRootLandmarksLib.errors import InputError
+from AorticRootLandmarksLib import frames, geometry, mrml
 
 pytestmark = pytest.mark.slicer
 
@@ -52,20 +51,13 @@ def test_restore_detected_positions(scene):
     assert not mrml.restore_detected(plain)
 
 
-def test_select_points_by_label():
-    points = np.arange(12.0).reshape(4, 3)
-    np.testing.assert_array_equal(mrml.select_points(["X", "NCC", "RCC", "LCC"], points, NAMES), points[[2, 3, 1]])
-    with pytest.raises(InputError, match="no control point labelled LCC"):
-        mrml.select_points(["RCC", "NCC"], points[:2], NAMES)
-
-
 def test_plane_node_centre_and_normal(scene, phantom):
     plane = geometry.annulus_plane(phantom.landmarks_lps)
     toward, _ = geometry.plane_axes(plane, phantom.landmarks_lps[0])
     node = mrml.set_plane_node(scene, plane, toward, size_mm=30.0)
     center, normal = mrml.get_plane_ras(node)
-    np.testing.assert_allclose(center, mrml.lps_to_ras(phantom.landmarks_lps.mean(axis=0)), atol=1e-6)
-    np.testing.assert_allclose(normal, mrml.lps_to_ras(plane.normal), atol=1e-9)
+    np.testing.assert_allclose(center, frames.lps_to_ras(phantom.landmarks_lps.mean(axis=0)), atol=1e-6)
+    np.testing.assert_allclose(normal, frames.lps_to_ras(plane.normal), atol=1e-9)
     assert node.GetLocked()
     # Re-running updates the same node.
     assert mrml.set_plane_node(scene, plane, toward, node=node) is node
@@ -91,16 +83,16 @@ def test_oblique_views_follow_the_annulus(scene, phantom):
     plane = geometry.annulus_plane(phantom.landmarks_lps)
     nodes = mrml.reorient_slice_views(scene, plane, phantom.landmarks_lps[0], field_of_view_mm=60.0)
     red, yellow, green = (mrml.slice_to_ras(nodes[v]) for v in ("Red", "Yellow", "Green"))
-    normal_ras = mrml.lps_to_ras(plane.normal)
+    normal_ras = frames.lps_to_ras(plane.normal)
     np.testing.assert_allclose(red[:3, 2], normal_ras, atol=1e-9)
-    np.testing.assert_allclose(red[:3, 3], mrml.lps_to_ras(phantom.landmarks_lps.mean(axis=0)), atol=1e-9)
+    np.testing.assert_allclose(red[:3, 3], frames.lps_to_ras(phantom.landmarks_lps.mean(axis=0)), atol=1e-9)
     for frame in (yellow, green):
         assert abs(frame[:3, 2] @ red[:3, 2]) < 1e-9  # orthogonal to the annulus view
         np.testing.assert_allclose(frame[:3, 1], normal_ras, atol=1e-9)  # contains the root axis, aorta up
         np.testing.assert_allclose(frame[:3, 3], red[:3, 3], atol=1e-9)
     assert abs(yellow[:3, 2] @ green[:3, 2]) < 1e-9
     # Every hinge point lies in the Red view; RCC straight above the centre (screen up).
-    xy = mrml.ras_to_slice_xy(nodes["Red"], mrml.lps_to_ras(phantom.landmarks_lps))
+    xy = mrml.ras_to_slice_xy(nodes["Red"], frames.lps_to_ras(phantom.landmarks_lps))
     np.testing.assert_allclose(xy[:, 2], 0.0, atol=1e-6)
     width, height, _ = nodes["Red"].GetDimensions()
     assert abs(xy[0, 0] - width / 2) < 0.5 and xy[0, 1] > height / 2 + 10
@@ -113,21 +105,21 @@ def test_dragging_a_point_moves_plane_and_views(scene, logic, phantom):
     logic.startLiveUpdate(result.fiducialNode, callback=updates.append)
     moved_lps = phantom.landmarks_lps.copy()
     moved_lps[1] += [0.0, 0.0, 5.0]  # LCC 5 mm cranial
-    result.fiducialNode.SetNthControlPointPositionWorld(1, *mrml.lps_to_ras(moved_lps[1]))
+    result.fiducialNode.SetNthControlPointPositionWorld(1, *frames.lps_to_ras(moved_lps[1]))
     assert len(updates) == 1
     plane = geometry.annulus_plane(moved_lps)
     center, normal = mrml.get_plane_ras(result.planeNode)
-    np.testing.assert_allclose(center, mrml.lps_to_ras(plane.center), atol=1e-6)
-    np.testing.assert_allclose(normal, mrml.lps_to_ras(plane.normal), atol=1e-6)
+    np.testing.assert_allclose(center, frames.lps_to_ras(plane.center), atol=1e-6)
+    np.testing.assert_allclose(normal, frames.lps_to_ras(plane.normal), atol=1e-6)
     red = mrml.slice_to_ras(mrml.get_slice_nodes(scene)["Red"])
-    np.testing.assert_allclose(red[:3, 2], mrml.lps_to_ras(plane.normal), atol=1e-6)
+    np.testing.assert_allclose(red[:3, 2], frames.lps_to_ras(plane.normal), atol=1e-6)
     assert updates[-1].measurements["circumcircle_diameter_mm"] == pytest.approx(
         geometry.annulus_measurements(moved_lps)["circumcircle_diameter_mm"])
 
     restored = logic.restoreDetectedPositions(result.fiducialNode)
     np.testing.assert_allclose(restored.positionsLps, phantom.landmarks_lps, atol=1e-9)
     original = geometry.annulus_plane(phantom.landmarks_lps)
-    np.testing.assert_allclose(mrml.get_plane_ras(result.planeNode)[1], mrml.lps_to_ras(original.normal), atol=1e-6)
+    np.testing.assert_allclose(mrml.get_plane_ras(result.planeNode)[1], frames.lps_to_ras(original.normal), atol=1e-6)
 
     logic.stopLiveUpdate()
     count = len(updates)
@@ -144,7 +136,7 @@ def test_views_turn_when_a_mouse_drag_ends(scene, logic):
     node, events = result.fiducialNode, slicer.vtkMRMLMarkupsNode
     node.InvokeEvent(events.PointStartInteractionEvent)
     tilted = HORIZONTAL[1] + [0.0, 0.0, 6.0]  # LCC 6 mm up: the normal tilts
-    node.SetNthControlPointPositionWorld(1, *mrml.lps_to_ras(tilted))
+    node.SetNthControlPointPositionWorld(1, *frames.lps_to_ras(tilted))
     normal = mrml.get_plane_ras(result.planeNode)[1]
     assert normal[2] < 0.99  # plane followed
     np.testing.assert_array_equal(mrml.slice_to_ras(red_node), before)  # view did not move mid-drag

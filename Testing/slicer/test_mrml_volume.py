@@ -9,7 +9,7 @@ import slicer
 import vtk
 from slicer.util import arrayFromVTKMatrix
 
-from AorticRootLandmarksLib import mrml
+from AorticRootLandmarksLib import frames, mrml
 from AorticRootLandmarksLib.errors import InputError
 
 pytestmark = pytest.mark.slicer
@@ -82,7 +82,7 @@ def test_voxel_value_at_a_world_point_agrees(scene, phantom):
     point_lps = phantom.landmarks_lps[1]
     ras_to_ijk = vtk.vtkMatrix4x4()
     node.GetRASToIJKMatrix(ras_to_ijk)
-    ijk = (arrayFromVTKMatrix(ras_to_ijk) @ np.r_[mrml.lps_to_ras(point_lps), 1.0])[:3]
+    ijk = (arrayFromVTKMatrix(ras_to_ijk) @ np.r_[frames.lps_to_ras(point_lps), 1.0])[:3]
     image = mrml.volume_node_to_sitk(node)
     expected = np.array(image.TransformPhysicalPointToContinuousIndex([float(v) for v in point_lps]))
     np.testing.assert_allclose(ijk, expected, atol=1e-9)
@@ -90,9 +90,9 @@ def test_voxel_value_at_a_world_point_agrees(scene, phantom):
 
 def test_lps_ras_conversion():
     # Hand-derived: RAS = (-x, -y, z) of LPS, and the conversion is its own inverse.
-    np.testing.assert_array_equal(mrml.lps_to_ras([[1.0, 2.0, 3.0]]), [[-1.0, -2.0, 3.0]])
+    np.testing.assert_array_equal(frames.lps_to_ras([[1.0, 2.0, 3.0]]), [[-1.0, -2.0, 3.0]])
     points = np.random.default_rng(0).normal(size=(5, 3))
-    np.testing.assert_array_equal(mrml.ras_to_lps(mrml.lps_to_ras(points)), points)
+    np.testing.assert_array_equal(frames.ras_to_lps(frames.lps_to_ras(points)), points)
 
 
 def test_bad_volumes_raise_input_error(scene, phantom):

@@ -27,3 +27,21 @@ def test_unknown_key_and_bad_values(tmp_path):
         TrainConfig(size=[64, 64]).validate()
     with pytest.raises(InputError, match="positive"):
         TrainConfig(sigma=0).validate()
+
+
+def test_documented_yaml_is_current_and_loads(tmp_path):
+    from pathlib import Path
+
+    text = TrainConfig.documented_yaml()
+    docs = Path(__file__).resolve().parents[2] / "docs" / "train_config.yaml"
+    assert docs.read_text(encoding="utf-8") == text, "regenerate docs/train_config.yaml from TrainConfig"
+    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    assert TrainConfig.from_yaml(tmp_path / "c.yaml") == TrainConfig()  # every key, every default, round trip
+
+
+def test_wrong_types_in_a_config_file_are_one_line_errors(tmp_path):
+    for text, key in (("sigma: wide\n", "sigma"), ("size: [64, 64]\nfolds: two\n", "folds"), ("augment: 3\n", "augment"),
+                      ("landmarks: RCC\n", "landmarks"), ("lr: .nan\n", "lr")):
+        (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+        with pytest.raises(InputError, match=key):
+            TrainConfig.from_yaml(tmp_path / "c.yaml")

@@ -32,7 +32,7 @@ def test_value_at_a_known_offset(offset):
     sigma, spacing = 1.0, 1.6
     center = (4, 3, 2)
     h = gaussian_heatmaps((9, 7, 5), centers(center), sigma, spacing)
-    voxel = tuple(c + o for c, o in zip(center, offset))
+    voxel = tuple(c + o for c, o in zip(center, offset, strict=True))
     d2_mm = sum(o * o for o in offset) * spacing**2  # (1, 2, -1): 6 * 2.56 = 15.36 mm^2
     expected = math.exp(-d2_mm / (2 * sigma**2))  # (1, 0, 0): exp(-1.28) = 0.278
     torch.testing.assert_close(h[(0, 0, *voxel)], torch.tensor(expected), rtol=1e-6, atol=1e-7)

@@ -46,15 +46,39 @@ def random_pair():
 # ---------------------------------------------------------------- OT term
 
 
-def test_ot_term_normalises_over_the_whole_minibatch():
-    h = vol([1.0, 0.0], [0.5, 0.0])
-    f = vol([2.0, 0.0], [4.0, 1.0])
-    # sum h = 1.5, sum h f = 1*2 + 0.5*4 = 4            -> landmark term 4 / 1.5 = 8/3
-    # sum (1-h) = 0 + 1 + 0.5 + 1 = 2.5, sum (1-h) f = 0 + 0 + 0.5*4 + 1*1 = 3  -> background 3 / 2.5 = 1.2
-    expected = 1.2 - 8.0 / 3.0  # -1.4667
+def two_channels(channel_0, channel_1):
+    """(1, 2, n, 1, 1) float64 tensor from the n voxel values of each of two channels."""
+    return torch.cat([vol(channel_0), vol(channel_1)], dim=1)
+
+
+@pytest.mark.parametrize(
+    "f, h, expected",
+    [
+        # B = 2, K = 1; sums run over the whole minibatch:
+        # sum h = 1 + 0.5 = 1.5, sum h f = 1*2 + 0.5*4 = 4                      -> landmark mean 4 / 1.5 = 8/3
+        # sum (1-h) = 0 + 1 + 0.5 + 1 = 2.5, sum (1-h) f = 0 + 0 + 0.5*4 + 1*1 = 3 -> background mean 3 / 2.5 = 6/5
+        # L = 6/5 - 8/3 = -22/15 (normalising per sample instead: mean(-2 + 0, -4 + 2) = -2)
+        pytest.param(vol([2.0, 0.0], [4.0, 1.0]), vol([1.0, 0.0], [0.5, 0.0]), -22.0 / 15.0, id="whole-minibatch"),
+        # K = 2, soft heatmap:
+        # channel 0: h = (1, 0.5, 0), f = (3, 1, -1): landmark (3 + 0.5) / 1.5 = 7/3, background (0.5 - 1) / 1.5 = -1/3
+        #            -> -1/3 - 7/3 = -8/3
+        # channel 1: h = (0, 0, 1), f = (2, 2, 5): landmark 5, background (2 + 2) / 2 = 2 -> 2 - 5 = -3
+        # mean over channels (-8/3 - 3) / 2 = -17/6 (their sum would be -17/3)
+        pytest.param(
+            two_channels([3.0, 1.0, -1.0], [2.0, 2.0, 5.0]),
+            two_channels([1.0, 0.5, 0.0], [0.0, 0.0, 1.0]),
+            -17.0 / 6.0,
+            id="soft-heatmap-two-channels",
+        ),
+        # the critic is higher on the background than on the landmark: a positive loss
+        # h = (1, 0, 0), f = (-1, 2, 4): landmark -1, background 3 -> 3 - (-1) = 4
+        pytest.param(vol([-1.0, 2.0, 4.0]), vol([1.0, 0.0, 0.0]), 4.0, id="wrong-way-round"),
+        # a constant critic separates nothing: h f / h and (1-h) f / (1-h) are both 4 -> 0
+        pytest.param(vol([4.0, 4.0, 4.0]), vol([0.3, 0.7, 0.2]), 0.0, id="constant-critic"),
+    ],
+)
+def test_ot_term_by_hand(f, h, expected):
     torch.testing.assert_close(ot_term(f, h), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
-    # per-sample normalisation would give mean(-2/1 + 0/1, -2/0.5 + 3/1.5) = -2: a different number
-    assert abs(expected - (-2.0)) > 0.5
 
 
 def test_ot_term_averages_channels():
@@ -111,6 +135,35 @@ def test_grid_penalty_is_zero_for_a_unit_slope_octahedral_cone():
     x, y, z = torch.meshgrid(g, g, g, indexing="ij")
     f = (-((x - 2).abs() + (y - 2).abs() + (z - 2).abs()) * C3)[None, None]
     torch.testing.assert_close(grid_penalty(f), torch.tensor(0.0, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "slope, penalty, penalty_target, expected",
+    [
+        # s = 1, lambda = 10, c = 1/sqrt(3): OT -1.5; penalty (1 - c)^2 + 2 c^2 = 4/3 - 2/sqrt(3) + 2/3 = 2 - 2/sqrt(3)
+        # -> -1.5 + 20 - 20/sqrt(3) (averaging the three axes instead of summing: -1.5 + (20 - 20/sqrt(3)) / 3)
+        pytest.param(1.0, 10.0, "sqrt3", 18.5 - 20.0 / math.sqrt(3.0), id="slope-1"),
+        # s = c = 1/sqrt(3): OT -1.5 c = -sqrt(3)/2; the x axis is on target, y and z cost c^2 = 1/3 each -> 10 * 2/3
+        pytest.param(C3, 10.0, "sqrt3", 20.0 / 3.0 - math.sqrt(3.0) / 2.0, id="slope-c"),
+        # s = -2, lambda = 0.5, c = 1: OT +3; penalty (|-2| - 1)^2 + 1 + 1 = 3 (without the |.|: 9 + 2) -> 3 + 1.5
+        pytest.param(-2.0, 0.5, "one", 4.5, id="falling-slope"),
+        # lambda = 0 is the plain OT term: -1.5 * 2
+        pytest.param(2.0, 0.0, "sqrt3", -3.0, id="no-penalty"),
+    ],
+)
+def test_glip_loss_on_a_one_axis_ramp_by_hand(slope, penalty, penalty_target, expected):
+    """f = s * x on a (3, 2, 2) grid, landmark h = 1 on the whole x = 2 slice, 0 elsewhere.
+
+    OT: the landmark mean of f is 2 s, the background mean (x = 0 and x = 1, equally many voxels) is s / 2, so the
+    OT term is s / 2 - 2 s = -1.5 s. Penalty: every x difference is s, every y and z difference 0, so
+    L_pen = (|s| - c)^2 + (0 - c)^2 + (0 - c)^2, and L = -1.5 s + lambda * L_pen.
+    """
+    f = ramp(slope, 0.0, 0.0, size=(3, 2, 2))
+    h = torch.zeros_like(f)
+    h[:, :, 2] = 1.0
+    expected = torch.tensor(expected, dtype=torch.float64)
+    torch.testing.assert_close(glip_loss(f, h, penalty, penalty_target), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(GLiPLoss(penalty, penalty_target)(f, h), expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("penalty_target, slope", [("sqrt3", C3), ("one", 1.0), (0.25, 0.25)])
@@ -263,9 +316,25 @@ def test_make_loss_ot_accepts_no_penalty(penalty):
     assert make_loss("ot", penalty=penalty).penalty == 0.0
 
 
-@pytest.mark.parametrize("name", LOSSES)
-def test_output_activation(name):
-    assert output_activation(name) == ("identity" if name in ("glip", "ot") else "sigmoid")
+# the critic losses decode the raw output, the baselines their sigmoid (written out, not recomputed)
+ACTIVATIONS = {
+    "glip": "identity",
+    "ot": "identity",
+    "wce": "sigmoid",
+    "focal": "sigmoid",
+    "mse": "sigmoid",
+    "l1": "sigmoid",
+    "sl1": "sigmoid",
+}
+
+
+def test_activation_table_covers_every_loss():
+    assert set(ACTIVATIONS) == set(LOSSES)
+
+
+@pytest.mark.parametrize("name, activation", ACTIVATIONS.items())
+def test_output_activation(name, activation):
+    assert output_activation(name) == activation
 
 
 def test_output_activation_unknown():

@@ -1,8 +1,9 @@
-"""training.train: a fold's checkpoints and log, and Ctrl-C leaving a usable last checkpoint."""
+"""training.train: a fold's checkpoints and log, Ctrl-C leaving a resume checkpoint, and resuming a fold exactly."""
 
 from __future__ import annotations
 
 import importlib
+import json
 
 import numpy as np
 import pytest
@@ -33,7 +34,8 @@ def samples(tmp_path):
 
 
 def config(**changes):
-    return TrainConfig(size=list(SPEC.size), spacing=SPEC.spacing, features=[4, 8], epochs=2, batch_size=1, **changes)
+    settings = {"size": list(SPEC.size), "spacing": SPEC.spacing, "features": [4, 8], "epochs": 2, "batch_size": 1}
+    return TrainConfig(**{**settings, **changes})
 
 
 def test_train_fold_writes_log_and_checkpoints(samples, tmp_path):
@@ -43,30 +45,53 @@ def test_train_fold_writes_log_and_checkpoints(samples, tmp_path):
     assert np.isfinite(best) and best >= 0
     state = torch.load(tmp_path / "fold0" / "best.pt", weights_only=True)
     assert all(torch.equal(state[k], v) for k, v in network.state_dict().items())  # best weights are loaded
+    last = torch.load(tmp_path / "fold0" / "last.pt", weights_only=True)
+    assert last["format"] == 1 and last["epoch"] == 1 and last["steps"] == 4  # 2 epochs x 2 cases / batch 1
+    assert last["best_median"] == best and set(last["optimizer"]) == {"state", "param_groups"}
+    assert json.loads((tmp_path / "fold0" / "done.json").read_text(encoding="utf-8"))["best_median_mm"] == best
 
 
-def test_ctrl_c_leaves_a_usable_last_checkpoint(samples, tmp_path, monkeypatch):
-    real = train_module.make_loss
+def test_seed_streams_do_not_collide():
+    # seed + fold would give seed 0 fold 1 the numbers of seed 1 fold 0
+    assert train_module.stream_seed(0, 1) != train_module.stream_seed(1, 0)
+    assert train_module.stream_seed(0, 1, 2) == train_module.stream_seed(0, 1, 2)
 
-    def interrupting_loss(*args, **kwargs):
+
+def _interrupting_loss(real, at_call):
+    def make(*args, **kwargs):
         loss, calls = real(*args, **kwargs), []
 
         def call(pred, target):
             calls.append(1)
-            if len(calls) == 4:  # epoch 0 = calls 1-2; call 3 updates the weights in epoch 1; call 4 is Ctrl-C
+            if len(calls) == at_call:
                 raise KeyboardInterrupt
             return loss(pred, target)
 
         return call
 
-    monkeypatch.setattr(train_module, "make_loss", interrupting_loss)
+    return make
+
+
+def test_ctrl_c_leaves_a_resume_checkpoint_and_resuming_ends_as_uninterrupted(samples, tmp_path, monkeypatch):
+    reference, _ = train_module.train_fold(config(epochs=3), samples[:2], samples[2:], tmp_path / "ref", "cpu")
+    # epoch 0 = loss calls 1-2; call 3 updates the weights in epoch 1; call 4 is Ctrl-C
+    monkeypatch.setattr(train_module, "make_loss", _interrupting_loss(train_module.make_loss, 4))
     with pytest.raises(KeyboardInterrupt):
-        train_module.train_fold(config(), samples[:2], samples[2:], tmp_path / "fold0", "cpu")
-    network = build_network({"architecture": "per_landmark", "in_channels": 1, "out_channels": 3, "features": [4, 8]})
-    network.load_state_dict(torch.load(tmp_path / "fold0" / "last.pt", weights_only=True))  # loads: usable
-    assert not list((tmp_path / "fold0").glob("*.tmp"))  # no half-written checkpoint
-    # last.pt holds the weights at the interruption (one step past epoch 0), not only the end-of-epoch save
+        train_module.train_fold(config(epochs=3), samples[:2], samples[2:], tmp_path / "fold0", "cpu")
+    monkeypatch.undo()
+    assert not list((tmp_path / "fold0").glob("*.tmp"))  # no half-written file
+    assert not (tmp_path / "fold0" / "done.json").exists()
+    # last.pt is the checkpoint of the last finished epoch (the step into epoch 1 is lost), and its weights load
     last = torch.load(tmp_path / "fold0" / "last.pt", weights_only=True)
-    best = torch.load(tmp_path / "fold0" / "best.pt", weights_only=True)
-    assert any(not torch.equal(last[k], best[k]) for k in best)
+    assert last["epoch"] == 0 and last["steps"] == 2
+    network = build_network({"architecture": "per_landmark", "in_channels": 1, "out_channels": 3, "features": [4, 8]})
+    network.load_state_dict(last["model"])
     assert (tmp_path / "fold0" / "log.csv").read_text(encoding="utf-8").count("\n") == 2  # header + epoch 0
+
+    resumed, _ = train_module.train_fold(
+        config(epochs=3), samples[:2], samples[2:], tmp_path / "fold0", "cpu", resume=True
+    )
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=1e-6)
+    epochs = [row.split(",")[0] for row in (tmp_path / "fold0" / "log.csv").read_text(encoding="utf-8").splitlines()]
+    assert epochs == ["epoch", "0", "1", "2"]  # appended, each epoch once

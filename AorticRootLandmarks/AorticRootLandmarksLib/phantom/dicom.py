@@ -32,35 +32,11 @@ def _num(v: float) -> str:
     return f"{float(v):.6f}".rstrip("0").rstrip(".") if abs(v) > 5e-7 else "0"
 
 
-def write_dicom_series(
-    image: sitk.Image,
-    folder: Union[str, Path],
-    *,
-    uid_key: str,
-    patient_id: str,
-    description: str = "Synthetic aortic root CT phantom",
-) -> list[Path]:
-    """Write a 3D image as one DICOM CT file per slice.
-
-    Args:
-        image: 3D scalar image (cast to int16 HU), any origin/spacing/direction (world LPS mm).
-        folder: output folder (created); files are ``IM0001.dcm``, ``IM0002.dcm``, ...
-        uid_key: seed of the study/series/frame-of-reference/instance UIDs (e.g. "seed0/phantom_0003").
-        patient_id: PatientID and PatientName.
-        description: SeriesDescription.
-
-    Returns:
-        The written file paths in slice order.
-    """
-    if image.GetDimension() != 3:
-        raise ValueError("write_dicom_series needs a 3D image")
-    img = sitk.Cast(image, sitk.sitkInt16) if image.GetPixelID() != sitk.sitkInt16 else image
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+def _series_tags(img: sitk.Image, uid_key: str, patient_id: str, description: str) -> list[tuple[str, str]]:
+    """(tag, value) pairs shared by every slice of the series: CT image storage, patient, UIDs, orientation, HU."""
     d = np.array(img.GetDirection()).reshape(3, 3)
     spacing = img.GetSpacing()
-    normal = np.cross(d[:, 0], d[:, 1])
-    series = [
+    return [
         ("0008|0008", "DERIVED\\SECONDARY\\AXIAL"),
         ("0008|0016", CT_IMAGE_STORAGE),
         ("0008|0020", "20240101"),
@@ -89,6 +65,36 @@ def write_dicom_series(
         ("0028|1053", "1"),
         ("0028|1054", "HU"),
     ]
+
+
+def write_dicom_series(
+    image: sitk.Image,
+    folder: Union[str, Path],
+    *,
+    uid_key: str,
+    patient_id: str,
+    description: str = "Synthetic aortic root CT phantom",
+) -> list[Path]:
+    """Write a 3D image as one DICOM CT file per slice.
+
+    Args:
+        image: 3D scalar image (cast to int16 HU), any origin/spacing/direction (world LPS mm).
+        folder: output folder (created); files are ``IM0001.dcm``, ``IM0002.dcm``, ...
+        uid_key: seed of the study/series/frame-of-reference/instance UIDs (e.g. "seed0/phantom_0003").
+        patient_id: PatientID and PatientName.
+        description: SeriesDescription.
+
+    Returns:
+        The written file paths in slice order.
+    """
+    if image.GetDimension() != 3:
+        raise ValueError("write_dicom_series needs a 3D image")
+    img = sitk.Cast(image, sitk.sitkInt16) if image.GetPixelID() != sitk.sitkInt16 else image
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    d = np.array(img.GetDirection()).reshape(3, 3)
+    normal = np.cross(d[:, 0], d[:, 1])
+    series = _series_tags(img, uid_key, patient_id, description)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()  # use our UIDs, not freshly generated ones
     paths = []

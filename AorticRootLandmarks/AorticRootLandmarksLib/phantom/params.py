@@ -1,15 +1,39 @@
-"""Random generation parameters of a phantom case: image quality grade, root shape, body, heart, HU, calcium, imaging.
+"""Random generation parameters of a phantom case, one random stream per part of the generator.
 
 ``sample_params(seed, index, size)`` returns a JSON-serialisable dict that fully determines the case; the other
-phantom modules turn it into geometry (``root``, ``thorax``, ``anatomy``) and an image (``render``).
+phantom modules turn it into geometry (``root``, ``thorax``, ``anatomy``) and an image (``scanner``).
+
+Every part that draws random numbers (the quality grade, root, body, heart, HU, calcium, imaging, grid, and at render
+time the lung vessels, contrast swirls and noise) draws from its own generator, seeded from (seed, case index, part
+name) by :func:`part_rng`. A draw added to one part therefore changes that part only, never the rest of a case.
+Parts that depend on another's outcome (the HU and imaging on the quality grade) take it as an argument.
+
+``style`` (``styles.STYLES``) picks the ranges: ``"classic"`` (the default) is this module's sampler, unchanged since
+version 2; the other styles are drawn by ``style_params`` from streams that also depend on the style's name.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+import zlib
+from typing import Any, Callable, Optional
 
 import numpy as np
+
+#: Bump when the same (seed, index) gives a different case. Recorded in every case's params and truth.
+#: "1": all parameters from one shared random stream; "2": one stream per part (:data:`PARTS`).
+PHANTOM_VERSION = "2"
+
+#: Every part of the generator that draws random numbers, each from its own stream.
+PARTS = (
+    "quality", "root", "body", "heart", "hu", "calcium", "imaging", "grid",  # sample_params
+    "lung_vessels", "swirls",  # anatomy.build_anatomy: pulmonary vessel trees, unmixed contrast in the right heart
+    "noise", "white_noise",  # scanner.form_image
+)  # fmt: skip
+
+#: part name -> that part's generator, for one case (see :func:`case_streams`).
+Streams = Callable[[str], np.random.Generator]
 
 GRADES = ("1", "2", "3-", "3+", "4")
 GRADE_PROBS = (0.03, 0.25, 0.46, 0.25, 0.01)
@@ -23,26 +47,82 @@ GRADE_TABLE = {
 }
 
 
-def sample_params(seed: int, index: int, size: str) -> dict[str, Any]:
-    """All random generation parameters of case ``index`` (JSON-serialisable). Depends only on (seed, index, size).
+def part_rng(seed: int, index: int, part: str, style: str = "classic") -> np.random.Generator:
+    """The random stream of one part of case ``index`` of series ``seed``: the only place streams are derived.
 
-    The anatomy, contrast and artefacts come from one stream and the output grid from another, so a case has the same
-    anatomy at ``size='small'`` and ``size='full'``.
+    ``np.random.default_rng([seed, index, crc32(part)])`` for the classic style, ``[..., crc32(style)]`` for the
+    others: NumPy's SeedSequence hashes the numbers, so the streams of different (seed, index, part, style) are
+    independent, and the classic streams are those of phantom version 2.
+
+    Raises:
+        ValueError: ``part`` is not in :data:`PARTS` (a new part must be listed there).
+    """
+    if part not in PARTS:
+        raise ValueError(f"unknown phantom part {part!r}: add it to params.PARTS")
+    key = [int(seed), int(index), zlib.crc32(part.encode("utf-8"))]
+    if style != "classic":
+        key.append(zlib.crc32(style.encode("utf-8")))
+    return np.random.default_rng(key)
+
+
+def case_streams(seed: int, index: int, style: str = "classic") -> Streams:
+    """part name -> :func:`part_rng` of case ``index`` of series ``seed`` in ``style`` (a fresh generator per call)."""
+    if style == "classic":
+        return functools.partial(part_rng, seed, index)
+    return functools.partial(part_rng, seed, index, style=style)
+
+
+def _uniform(rng: np.random.Generator, lo: float, hi: float, n: Optional[int] = None) -> Any:
+    """A float (``n`` None) or a list of ``n`` floats uniform in [lo, hi) (JSON-friendly)."""
+    v = rng.uniform(lo, hi, n)
+    return float(v) if n is None else [float(x) for x in v]
+
+
+def sample_params(seed: int, index: int, size: str, style: str = "classic") -> dict[str, Any]:
+    """All random generation parameters of case ``index`` (JSON-serialisable). Depends only on (seed, index, size,
+    style).
+
+    Only the output grid depends on ``size``, so a case has the same anatomy at ``size='small'`` and ``size='full'``.
+    ``style`` (``styles.STYLES``) is recorded in the parameters; the classic values are those of phantom version 2.
+
+    Raises:
+        ValueError: unknown ``size`` or ``style``.
     """
     if size not in ("small", "full"):
         raise ValueError(f"size must be 'small' or 'full', not {size!r}")
-    ra = np.random.default_rng([seed, index, 0])
-    rg = np.random.default_rng([seed, index, 1])
+    if style != "classic":
+        from .style_params import sample_style_params  # it builds on this module's samplers
 
-    def u(lo, hi, n=None):
-        v = ra.uniform(lo, hi, n)
-        return float(v) if n is None else [float(x) for x in v]
+        return sample_style_params(seed, index, size, style)
+    rng = case_streams(seed, index)
+    grade = sample_quality(rng("quality"))
+    calcs = sample_calcium(rng("calcium"), grade)
+    return {
+        "phantom_version": PHANTOM_VERSION,
+        "style": "classic",
+        "seed": int(seed),
+        "index": int(index),
+        "size": size,
+        "quality": grade,
+        "root": sample_root(rng("root")),
+        "body": sample_body(rng("body")),
+        "heart": sample_heart(rng("heart")),
+        "hu": sample_hu(rng("hu"), grade),
+        "calcs": calcs,
+        "imaging": sample_imaging(rng("imaging"), grade, has_calcium=bool(calcs)),
+        "grid": sample_grid(rng("grid"), size),
+    }
 
-    grade = GRADES[int(ra.choice(len(GRADES), p=GRADE_PROBS))]
-    noise_rng, blood_rng, p_streak, p_motion, n_calc = GRADE_TABLE[grade]
-    blood = u(*blood_rng)
-    valve_open = bool(ra.random() < 0.5)
-    root = {
+
+def sample_quality(rng: np.random.Generator) -> str:
+    """Image quality grade, "1" (poor) ... "4" (excellent), with probabilities :data:`GRADE_PROBS`."""
+    return GRADES[int(rng.choice(len(GRADES), p=GRADE_PROBS))]
+
+
+def sample_root(rng: np.random.Generator) -> dict[str, Any]:
+    """Aortic root shape and orientation (see ``root.root_from_params``): angles in degrees, lengths in mm."""
+    u = functools.partial(_uniform, rng)
+    return {
         "tilt_deg": u(30, 65),
         "azimuth_deg": u(15, 60),
         "roll_deg": u(-10, 10),
@@ -58,7 +138,7 @@ def sample_params(seed: int, index: int, size: str) -> dict[str, Any]:
         "lvot_flare": u(-0.04, 0.1),
         "wall_mm": u(1.5, 2.5),
         "muscle_mm": u(5, 9),
-        "valve_open": valve_open,
+        "valve_open": bool(rng.random() < 0.5),
         "leaflet_mm": u(0.9, 1.6),
         "coaptation_frac": u(0.45, 0.65),
         "sag_mm": u(0.0, 2.0),
@@ -72,14 +152,19 @@ def sample_params(seed: int, index: int, size: str) -> dict[str, Any]:
             "lm_radius_mm": u(2.0, 2.6),
         },
     }
-    body = {
+
+
+def sample_body(rng: np.random.Generator) -> dict[str, Any]:
+    """Body outline, position, table, spine, lungs and mediastinum (see ``thorax``), mm."""
+    u = functools.partial(_uniform, rng)
+    return {
         "semi_x": u(140, 185),
         "semi_y": u(95, 130),
         "fat_mm": u(8, 30),
         "muscle_mm": u(8, 16),
         "offset_mm": [u(-30, 30), u(-50, 50), u(-300, 150)],
         "root_xy": [u(-5, 20), u(-0.32, -0.15)],
-        "table": bool(ra.random() < 0.7),
+        "table": bool(rng.random() < 0.7),
         "table_gap_mm": u(0, 8),
         "table_mm": u(15, 45),
         "spine_x": u(-5, 5),
@@ -91,9 +176,14 @@ def sample_params(seed: int, index: int, size: str) -> dict[str, Any]:
         "dome_mm": u(5, 20),
         "mediastinum_x": [u(0, 15), u(38, 50)],
         "rib_drop_mm": u(40, 70),
-        "vessel_seed": int(ra.integers(1 << 30)),
+        "oesophageal_air": bool(rng.random() < 0.5),
     }
-    heart = {
+
+
+def sample_heart(rng: np.random.Generator) -> dict[str, Any]:
+    """Chambers, great vessels and arch around the root (see ``thorax._place``), mm."""
+    u = functools.partial(_uniform, rng)
+    return {
         "lv_axis": [0.55 + u(-0.15, 0.15), -0.45 + u(-0.15, 0.15), -0.7 + u(-0.15, 0.15)],
         "lv_radii": [u(38, 48), u(20, 26), u(18, 24)],
         "myo_mm": u(8, 12),
@@ -110,11 +200,17 @@ def sample_params(seed: int, index: int, size: str) -> dict[str, Any]:
         "desc_offset": [u(18, 30), u(-28, -18)],
         "arch_height_mm": u(70, 95),
     }
-    hu = {
+
+
+def sample_hu(rng: np.random.Generator, grade: str) -> dict[str, float]:
+    """Tissue and contrast HU; the blood pool's range depends on the quality grade (:data:`GRADE_TABLE`)."""
+    u = functools.partial(_uniform, rng)
+    blood = u(*GRADE_TABLE[grade][1])
+    return {
         "blood": blood,
         "left_atrium": blood * u(0.85, 1.0),
         "right": blood * u(0.25, 0.95),
-        "svc": min(1500.0, blood * (u(1.5, 3.5) if ra.random() < 0.5 else u(0.4, 1.0))),
+        "svc": min(1500.0, blood * (u(1.5, 3.5) if rng.random() < 0.5 else u(0.4, 1.0))),
         "myocardium": u(80, 130),
         "fat": u(-115, -75),
         "muscle": u(35, 60),
@@ -130,13 +226,18 @@ def sample_params(seed: int, index: int, size: str) -> dict[str, Any]:
         "table": u(-400, 0),
         "soft": u(25, 50),
     }
+
+
+def sample_calcium(rng: np.random.Generator, grade: str) -> list[dict[str, Any]]:
+    """Calcium nodules on the leaflets (70 %) or the annulus; Poisson count with the grade's mean."""
+    u = functools.partial(_uniform, rng)
     calcs = []
-    for _ in range(int(ra.poisson(n_calc))):
-        if ra.random() < 0.7:
+    for _ in range(int(rng.poisson(GRADE_TABLE[grade][4]))):
+        if rng.random() < 0.7:
             calcs.append(
                 {
                     "kind": "leaflet",
-                    "cusp": int(ra.integers(3)),
+                    "cusp": int(rng.integers(3)),
                     "frac": u(0.0, 0.6),
                     "t": u(-0.85, 0.85),
                     "radius_mm": u(0.6, 2.2),
@@ -154,60 +255,62 @@ def sample_params(seed: int, index: int, size: str) -> dict[str, Any]:
                     "hu": u(600, 2000),
                 }
             )
+    return calcs
+
+
+def sample_imaging(rng: np.random.Generator, grade: str, has_calcium: bool) -> dict[str, Any]:
+    """Noise, blur, streaks, motion and banding; their strength and likelihood depend on the quality grade.
+
+    ``has_calcium`` only decides whether streaks may come from calcium; the draws are the same either way.
+    """
+    u = functools.partial(_uniform, rng)
+    noise_range, _, p_streak, p_motion, _ = GRADE_TABLE[grade]
     imaging: dict[str, Any] = {
-        "noise_std": u(*noise_rng),
+        "noise_std": u(*noise_range),
         "white_frac": u(0.3, 0.5),
         "corr_mm": u(0.6, 1.2),
         "blur_mm": u(0.35, 0.8),
     }
-    if ra.random() < p_streak:
-        m = int(ra.integers(6, 17))
+    if rng.random() < p_streak:
+        m = int(rng.integers(6, 17))
         scale = {"1": 3.0, "2": 2.0}.get(grade, 1.0)
+        from_calcium = rng.random() < 0.5
         imaging["streaks"] = {
-            "source_kind": "calc" if calcs and ra.random() < 0.5 else "svc",
+            "source_kind": "calc" if has_calcium and from_calcium else "svc",
             "angles": u(0, math.pi, m),
             "amps": [a * scale * (1 if i % 2 else -1) for i, a in enumerate(u(20, 50, m))],
             "width_mm": u(1.0, 2.5),
             "decay_mm": u(60, 120),
             "z_sigma_mm": u(6, 20),
         }
-    if ra.random() < p_motion:
-        v = ra.normal(size=3)
+    if rng.random() < p_motion:
+        v = rng.normal(size=3)
         imaging["motion"] = {
             "shift_mm": [float(x) for x in v / np.linalg.norm(v) * u(1.5, 4.0)],
             "alpha": u(0.15, 0.35),
         }
-    if grade in ("1", "2") and ra.random() < 0.5:
+    if grade in ("1", "2") and rng.random() < 0.5:
         imaging["band_offsets"] = [u(-25, 25) for _ in range(4)]
+    return imaging
 
+
+def sample_grid(rng: np.random.Generator, size: str) -> dict[str, Any]:
+    """Output image grid: voxels (x, y, z), spacing mm, axis flips (15 %), centre offset from the annulus (mm)."""
     if size == "full":
-        nxy, nz = 512, int(rg.integers(200, 321))
-        sxy, sz = float(rg.uniform(0.3, 0.8)), float(rg.uniform(0.5, 1.25))
+        nxy, nz = 512, int(rng.integers(200, 321))
+        sxy, sz = float(rng.uniform(0.3, 0.8)), float(rng.uniform(0.5, 1.25))
     else:
-        nxy, nz = int(rg.integers(80, 97)), int(rg.integers(64, 81))
-        sxy, sz = float(rg.uniform(1.2, 1.6)), float(rg.uniform(1.2, 1.6))
+        nxy, nz = int(rng.integers(80, 97)), int(rng.integers(64, 81))
+        sxy, sz = float(rng.uniform(1.2, 1.6)), float(rng.uniform(1.2, 1.6))
     flip = [False, False, False]
-    if rg.random() < 0.15:
+    if rng.random() < 0.15:
         while not any(flip):
-            flip = [bool(v) for v in rg.random(3) < 0.5]
-    off = rg.normal(size=3)
-    off = off / np.linalg.norm(off) * 12.0 * float(rg.random()) ** (1 / 3)  # uniform in a 12 mm ball
-    grid = {
+            flip = [bool(v) for v in rng.random(3) < 0.5]
+    off = rng.normal(size=3)
+    off = off / np.linalg.norm(off) * 12.0 * float(rng.random()) ** (1 / 3)  # uniform in a 12 mm ball
+    return {
         "size": [nxy, nxy, nz],
         "spacing": [sxy, sxy, sz],
         "flip": flip,
         "center_offset_mm": [float(v) for v in off],
-    }
-    return {
-        "seed": int(seed),
-        "index": int(index),
-        "size": size,
-        "quality": grade,
-        "root": root,
-        "body": body,
-        "heart": heart,
-        "hu": hu,
-        "calcs": calcs,
-        "imaging": imaging,
-        "grid": grid,
     }

@@ -4,7 +4,8 @@ Root frame (all world LPS mm): ``center`` is the centre of the elliptical virtua
 from the left ventricle into the aorta, ``e1`` the anterior direction projected on the ring plane (towards the right
 coronary cusp) and ``e2 = n x e1``. Cylindrical root coordinates are ``r`` (mm from the axis), ``psi`` (rad from
 ``e1`` towards ``e2``, counter-clockwise seen from the aorta) and ``h`` (mm along ``n`` above the ring).
-The cusp nadirs (hinge points) sit at ``h = 0`` on the ring at increasing ``psi`` in the order RCC, LCC, NCC, so
+The cusp nadirs (hinge points) sit at ``h = 0`` on the ring at increasing ``psi`` in the order RCC, LCC, NCC
+(``constants.HINGE_NAMES``), so
 ``(LCC - RCC) x (NCC - RCC)`` points along ``+n``. The leaflets attach along a crown whose lowest points are the
 nadirs and highest points the commissures; each sinus of Valsalva bulges out of the wall starting at that line.
 """
@@ -17,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .render import F32, blend, occupancy
-
-CUSPS = ("RCC", "LCC", "NCC")
+from .paint import Canvas, blend, occupancy
+from .shapes import F32
 
 
 def ramanujan_perimeter(a: float, b: float) -> float:
@@ -122,7 +122,8 @@ class RootGeometry:
         # Steep rise at u = 0: the sinus wall leaves the ring abruptly at the leaflet hinge, as in real roots.
         s = np.maximum(np.sin(F32(np.pi) * u ** F32(0.8)), 0) ** F32(0.6)
         depth = np.asarray(self.sinus_depth, F32)[k]
-        bulge = depth * np.cos(F32(np.pi / 2) * np.clip(t, -1, 1)) ** F32(1.5) * s
+        # cos(pi/2) is -4e-8 in float32: clamp, or a point exactly at a commissure (|t| = 1) gives NaN.
+        bulge = depth * np.maximum(np.cos(F32(np.pi / 2) * np.clip(t, -1, 1)), F32(0)) ** F32(1.5) * s
         return base + bulge, base, bulge, t, k
 
     def lumen_radius(self, psi, h):
@@ -212,18 +213,31 @@ class RootGeometry:
 
 @dataclass(frozen=True)
 class RootPainter:
-    """Paints the root's parts in order (myocardium, wall, lumen, leaflets) with one evaluation of its geometry."""
+    """Paint item (see ``paint.render_region``): the root's parts in order (myocardium, wall, lumen, leaflets), with
+    one evaluation of its geometry.
+
+    Attributes:
+        root: the geometry.
+        hu: HU of each part, keys ``muscle``, ``wall``, ``lumen``, ``leaflets``.
+        name: the item's name in the paint list.
+    """
 
     root: RootGeometry
     hu: dict[str, float]
+    name: str = "aortic root"
 
-    def bbox(self):
+    def bbox(self) -> tuple[np.ndarray, np.ndarray]:
         return self.root.bbox()
 
-    def paint(self, hu, x, y, z, ramp):
-        d = self.root.distances(x, y, z)
+    def paint(self, canvas: Canvas) -> None:
+        """Blend the parts over ``canvas.hu`` where the root's box covers it (partial volume at every surface)."""
+        block = canvas.block(*self.bbox())
+        if block is None:
+            return
+        d = self.root.distances(*canvas.coords(block))
+        hu = canvas.hu[block]
         for part in ("muscle", "wall", "lumen", "leaflets"):
-            blend(hu, np.broadcast_to(occupancy(d[part], ramp), hu.shape), F32(self.hu[part]))
+            blend(hu, occupancy(d[part], canvas.ramp), F32(self.hu[part]))
 
 
 def root_from_params(p: dict, center: np.ndarray) -> RootGeometry:

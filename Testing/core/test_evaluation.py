@@ -1,4 +1,4 @@
-"""Tests of training.evaluate on a hand-made folder: manifest, tiny dummy images, detection JSONs with known offsets."""
+"""Tests of AorticRootLandmarksLib.evaluation on a hand-made folder: manifest, tiny images, known detection offsets."""
 
 import csv
 import json
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from AorticRootLandmarksLib import evaluation
 from AorticRootLandmarksLib.errors import InputError
-from training import evaluate
+from AorticRootLandmarksLib.outputs import MARKER
 
 S3 = np.sqrt(3.0)
 # RCC, LCC, NCC on a circle of radius 10 in the plane z = 40 (LPS mm), normal +z.
@@ -32,7 +33,7 @@ PLANE_C = 0.5 * (1 / np.sqrt(1.04) + 1)
 def write_detection(path, points, names=("RCC", "LCC", "NCC")):
     landmarks = {
         name: {"position_lps": list(map(float, p)), "grid_index": [0, 0, 0], "score": 0.9, "confidence": 0.8}
-        for name, p in zip(names, points)
+        for name, p in zip(names, points, strict=True)
     }
     path.write_text(json.dumps({"image": "x", "landmarks": landmarks, "device": "cpu"}), encoding="utf-8")
 
@@ -63,47 +64,47 @@ def dataset(tmp_path):
 def test_landmark_errors_summarize_and_sdr_by_hand():
     pred = np.zeros((2, 2, 3))
     true = np.array([[[3.0, 4, 0], [0, 0, 1]], [[0, 0, 0], [1, 2, 2]]])  # 3-4-5 triangle; 1; 0; 1-2-2 -> 3
-    errors = evaluate.landmark_errors(pred, true)
+    errors = evaluation.landmark_errors(pred, true)
     np.testing.assert_allclose(errors, [[5, 1], [0, 3]], atol=1e-12)
-    s = evaluate.summarize(errors, ["A", "B"])
+    s = evaluation.summarize(errors, ["A", "B"])
     assert s["A"] == {"median": 2.5, "mean": 2.5, "q1": 1.25, "q3": 3.75, "max": 5.0, "n": 2}
     assert s["all"]["median"] == pytest.approx(2.0) and s["all"]["n"] == 4  # sorted 0, 1, 3, 5
     # NaN left out of statistics, counted as a miss by the SDR.
-    assert evaluate.summarize(np.array([1.0, np.nan, 3.0]))["mean"] == pytest.approx(2.0)
-    assert evaluate.summarize(np.array([np.nan]))["median"] is None
-    sdr = evaluate.success_detection_rate(np.array([0.5, 1.2, 2.0, np.nan]))
+    assert evaluation.summarize(np.array([1.0, np.nan, 3.0]))["mean"] == pytest.approx(2.0)
+    assert evaluation.summarize(np.array([np.nan]))["median"] is None
+    sdr = evaluation.success_detection_rate(np.array([0.5, 1.2, 2.0, np.nan]))
     assert list(sdr) == ["1.0", "1.5", "2.0", "2.5", "3.0", "4.0"]
     assert sdr["1.0"] == 0.25 and sdr["1.5"] == 0.5 and sdr["2.0"] == 0.75 and sdr["4.0"] == 0.75
     with pytest.raises(ValueError):
-        evaluate.landmark_errors(np.zeros((2, 3, 3)), np.zeros((2, 2, 3)))
+        evaluation.landmark_errors(np.zeros((2, 3, 3)), np.zeros((2, 2, 3)))
 
 
 def test_read_predictions(dataset, tmp_path):
     _, preds = dataset
-    found = evaluate.read_predictions(preds, ["RCC", "LCC", "NCC"])
+    found = evaluation.read_predictions(preds, ["RCC", "LCC", "NCC"])
     assert sorted(found) == ["a", "b", "c", "zzz"]  # a.mrk.json skipped
     np.testing.assert_allclose(found["c"], TRUTH + OFFSETS["c"])
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(InputError, match="x.json"):
-        evaluate.read_predictions(bad, ["RCC"])
+        evaluation.read_predictions(bad, ["RCC"])
     (bad / "x.json").unlink()
     write_detection(bad / "y.json", TRUTH[:2], names=("RCC", "LCC"))
     with pytest.raises(InputError, match="NCC missing"):
-        evaluate.read_predictions(bad, ["RCC", "LCC", "NCC"])
+        evaluation.read_predictions(bad, ["RCC", "LCC", "NCC"])
     write_detection(bad / "y.json", [[0, 0, float("nan")]], names=("RCC",))
     with pytest.raises(InputError, match="position_lps"):
-        evaluate.read_predictions(bad, ["RCC"])
+        evaluation.read_predictions(bad, ["RCC"])
     with pytest.raises(InputError):
-        evaluate.read_predictions(tmp_path / "nowhere", ["RCC"])
+        evaluation.read_predictions(tmp_path / "nowhere", ["RCC"])
 
 
 def test_evaluate_end_to_end(dataset, tmp_path):
     manifest, preds = dataset
     out = tmp_path / "eval"
     with pytest.warns(UserWarning, match="1 of 4 cases have no prediction"):
-        result = evaluate.evaluate(preds, manifest, out)
+        result = evaluation.evaluate(preds, manifest, out)
     assert result["n_cases"] == 3 and result["missing_predictions"] == ["d"] and result["extra_predictions"] == ["zzz"]
     rows = {row["case_id"]: row for row in result["per_case"]}
     assert [rows["c"][f"{n}_mm"] for n in ("RCC", "LCC", "NCC")] == pytest.approx([3, 0, 0], abs=1e-9)
@@ -130,7 +131,7 @@ def test_evaluate_end_to_end(dataset, tmp_path):
     assert good["sdr"]["2.0"] == pytest.approx(1.0) and poor["sdr"]["2.0"] == pytest.approx(2 / 3)
     assert poor["plane_distance_mm"]["median"] == pytest.approx(PLANE_C)
 
-    assert sorted(p.name for p in out.iterdir()) == ["errors.png", "per_case.csv", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "errors.png", "per_case.csv", "summary.json"]
     with (out / "per_case.csv").open(encoding="utf-8") as handle:
         table = list(csv.DictReader(handle))
     assert [r["case_id"] for r in table] == ["a", "b", "c"] and table[2]["quality"] == "poor"
@@ -139,15 +140,15 @@ def test_evaluate_end_to_end(dataset, tmp_path):
     assert summary["summary"]["sdr"]["2.0"] == pytest.approx(8 / 9) and "per_case" not in summary
     assert (out / "errors.png").read_bytes()[:4] == b"\x89PNG"
 
-    table_text = evaluate.format_table(result)
+    table_text = evaluation.format_table(result)
     assert "RCC" in table_text and "quality poor (n = 1)" in table_text and "plane angle (deg)" in table_text
     assert "89%" in table_text  # SDR@2mm of all: 8/9
 
     with pytest.raises(InputError, match="not empty"):  # refused before any work: no warning either
-        evaluate.evaluate(preds, manifest, out)
+        evaluation.evaluate(preds, manifest, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval", "images", "manifest.csv", "preds"]  # no leftovers
     with pytest.warns(UserWarning):
-        evaluate.evaluate(preds, manifest, out, force=True)
+        evaluation.evaluate(preds, manifest, out, force=True)
 
 
 def test_evaluate_degenerate_prediction_and_no_overlap(dataset, tmp_path):
@@ -156,7 +157,7 @@ def test_evaluate_degenerate_prediction_and_no_overlap(dataset, tmp_path):
     write_detection(preds / "a.json", collapsed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = evaluate.evaluate(preds, manifest, tmp_path / "eval")
+        result = evaluation.evaluate(preds, manifest, tmp_path / "eval")
     assert any("no annulus plane metrics" in str(w.message) for w in caught)
     assert np.isnan(result["per_case"][0]["plane_distance_mm"])
     assert result["summary"]["plane_distance_mm"]["n"] == 2  # a left out of the plane statistics
@@ -165,4 +166,4 @@ def test_evaluate_degenerate_prediction_and_no_overlap(dataset, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="no prediction"):
-        evaluate.evaluate(empty, manifest)
+        evaluation.evaluate(empty, manifest)

@@ -1,6 +1,7 @@
 """Evaluate detections against a manifest's truth: landmark errors, SDR, annulus-plane metrics, per quality grade.
 
-Predictions are the files ``PRED_DIR/<case_id>.json`` written by ``aortic-root detect``::
+:func:`evaluate_predictions` works in memory (training calls it on its detections); :func:`evaluate` reads the
+files ``PRED_DIR/<case_id>.json`` written by ``aortic-root detect``::
 
     {"landmarks": {"RCC": {"position_lps": [x, y, z], "score": s, "confidence": c, ...}, "LCC": ..., "NCC": ...}, ...}
 
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from AorticRootLandmarksLib import geometry, io
-from AorticRootLandmarksLib.errors import InputError
-from AorticRootLandmarksLib.typing import DEFAULT_LANDMARKS, PathLike
+from . import geometry, io
+from .constants import DEFAULT_LANDMARKS, HINGE_NAMES
+from .errors import InputError
+from .outputs import atomic_output_dir
+from .typing import PathLike
 
 #: Success detection rate thresholds (mm), as reported in landmark-detection papers.
 SDR_THRESHOLDS_MM = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
@@ -139,17 +142,15 @@ def read_predictions(pred_dir: PathLike, landmarks: Sequence[str] = DEFAULT_LAND
 
 
 def _prediction_files(pred_dir: Path) -> list[Path]:
-    return sorted(p for p in pred_dir.glob("*.json") if p.is_file() and not p.name.endswith(".mrk.json"))
+    files = (p for p in pred_dir.glob("*.json") if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in files if not p.name.endswith(".mrk.json"))
 
 
-def _has_hinge_planes(landmarks: Sequence[str]) -> bool:
-    return tuple(landmarks[:3]) == geometry.HINGE_NAMES
-
-
-def _plane_metrics(pred: np.ndarray, true: np.ndarray, case: str) -> tuple[float, float]:
-    """(plane distance mm, plane angle deg) of the first three points; NaN where a plane is undefined."""
+def _plane_metrics(pred: np.ndarray, true: np.ndarray, names: Sequence[str], case: str) -> tuple[float, float]:
+    """(plane distance mm, plane angle deg) of the hinge points among (K, 3) `pred` and `true`; NaN if undefined."""
     try:
-        return geometry.plane_distance_mm(pred[:3], true[:3]), geometry.plane_angle_deg(pred[:3], true[:3])
+        pred, true = geometry.select_points(names, pred), geometry.select_points(names, true)
+        return geometry.plane_distance_mm(pred, true), geometry.plane_angle_deg(pred, true)
     except InputError as error:
         warnings.warn(f"{case}: no annulus plane metrics ({error})", stacklevel=4)
         return math.nan, math.nan
@@ -177,65 +178,81 @@ def evaluate(
     landmarks: Sequence[str] = DEFAULT_LANDMARKS,
     force: bool = False,
 ) -> dict:
-    """Compare detections with the manifest's truth.
-
-    Cases of the manifest without a prediction file are left out, listed in ``missing_predictions`` and warned
-    about; prediction files of no manifest case are listed in ``extra_predictions``.
+    """Compare the detection files of a folder with the manifest's truth (the images need not exist).
 
     Args:
         pred_dir: folder of ``<case_id>.json`` detection files.
         manifest: manifest CSV (``io.read_manifest``), truth in world LPS mm.
-        out_dir: if given, written atomically: ``per_case.csv``, ``summary.json``, ``errors.png``.
-        landmarks: names to evaluate; plane metrics need the first three to be RCC, LCC, NCC.
-        force: replace an existing non-empty ``out_dir``.
+        out_dir: if given, the report is written there (:func:`write_report`).
+        landmarks: names to evaluate; plane metrics when RCC, LCC and NCC are among them.
+        force: replace an existing ``out_dir`` written by this tool.
 
     Returns:
-        ``{"landmarks", "thresholds_mm", "n_cases", "missing_predictions", "extra_predictions", "summary",
-        "by_quality", "per_case", ...}``. ``summary`` and each ``by_quality[grade]`` hold ``errors_mm``
-        (stats per landmark and "all"), ``mean_error_mm``, ``sdr``, ``sdr_per_landmark`` and, with hinge points,
-        ``plane_distance_mm`` and ``plane_angle_deg`` (:func:`geometry.plane_distance_mm`, symmetric reading of
-        the paper's eq. 9; oriented normal angle in [0, 180]). ``by_quality`` is empty when no case has a grade.
+        See :func:`evaluate_predictions`.
 
     Raises:
-        InputError: bad manifest or prediction files, no manifest case with a prediction, existing ``out_dir``.
+        InputError: bad manifest or prediction files, no manifest case with a prediction, a refused ``out_dir``.
     """
-    # Enter the output folder first, so an existing one is refused before any work.
-    output = io.atomic_output_dir(out_dir, force) if out_dir is not None else contextlib.nullcontext()
+    pred_dir = Path(pred_dir)
+    # Enter the output folder first, so a refused one fails before any work.
+    output = atomic_output_dir(out_dir, force, [pred_dir, manifest]) if out_dir else contextlib.nullcontext()
     with output as tmp:
-        result = _evaluate(Path(pred_dir), manifest, list(landmarks))
+        if not pred_dir.is_dir():
+            raise InputError(f"{pred_dir}: prediction folder not found")
+        cases = io.read_manifest(manifest, landmarks, check_images=False)
+        available = {p.name[: -len(".json")]: p for p in _prediction_files(pred_dir)}
+        found = [c.case_id for c in cases if c.case_id in available]
+        predictions = {name: _read_prediction(available[name], landmarks) for name in found}
+        if not predictions:
+            raise InputError(f"{pred_dir}: no prediction for any of the {len(cases)} cases of {manifest}")
+        result = evaluate_predictions(predictions, cases, landmarks)
+        result.update(manifest=str(manifest), predictions=str(pred_dir))
+        result["extra_predictions"] = sorted(set(available) - {c.case_id for c in cases})
         if tmp is not None:
-            _write_per_case(tmp / "per_case.csv", result["per_case"])
-            summary = {key: value for key, value in result.items() if key != "per_case"}
-            (tmp / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n", encoding="utf-8")
-            rows, names = result["per_case"], result["landmarks"]
-            errors = np.array([[row[f"{name}_mm"] for name in names] for row in rows])
-            plot_errors(tmp / "errors.png", errors, names, [row["quality"] for row in rows])
+            write_report(result, tmp)
     if out_dir is not None:
         result["out_dir"] = str(out_dir)
     return result
 
 
-def _evaluate(pred_dir: Path, manifest: PathLike, landmarks: list[str]) -> dict:
-    """The work of :func:`evaluate`, without the output files."""
-    if not pred_dir.is_dir():
-        raise InputError(f"{pred_dir}: prediction folder not found")
-    cases = io.read_manifest(manifest, landmarks)
-    available = {p.name[: -len(".json")]: p for p in _prediction_files(pred_dir)}
-    matched = [case for case in cases if case.case_id in available]
-    missing = [case.case_id for case in cases if case.case_id not in available]
-    known = {case.case_id for case in cases}
-    extra = sorted(name for name in available if name not in known)
+def evaluate_predictions(
+    predictions: dict[str, np.ndarray], cases: Sequence[io.Case], landmarks: Sequence[str] = DEFAULT_LANDMARKS
+) -> dict:
+    """Compare predicted landmarks with the truth of `cases`, in memory.
+
+    Cases without a prediction are left out, listed in ``missing_predictions`` and warned about.
+
+    Args:
+        predictions: ``{case_id: (K, 3) world LPS mm}`` in the order of `landmarks`.
+        cases: the manifest's cases (truth in world LPS mm, same landmark order).
+        landmarks: the K names.
+
+    Returns:
+        ``{"landmarks", "thresholds_mm", "n_cases", "missing_predictions", "summary", "by_quality", "per_case"}``.
+        ``summary`` and each ``by_quality[grade]`` hold ``errors_mm`` (stats per landmark and "all"),
+        ``mean_error_mm``, ``sdr``, ``sdr_per_landmark`` and, with hinge points, ``plane_distance_mm`` and
+        ``plane_angle_deg`` (:func:`geometry.plane_distance_mm`, symmetric reading of the paper's eq. 9; oriented
+        normal angle in [0, 180]). ``by_quality`` is empty when no case has a grade.
+
+    Raises:
+        InputError: no case has a prediction.
+    """
+    landmarks = list(landmarks)
+    matched = [case for case in cases if case.case_id in predictions]
+    missing = [case.case_id for case in cases if case.case_id not in predictions]
     if not matched:
-        raise InputError(f"{pred_dir}: no prediction for any of the {len(cases)} cases of {manifest}")
+        raise InputError(f"no prediction for any of the {len(cases)} cases")
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        warnings.warn(f"{pred_dir}: {len(missing)} of {len(cases)} cases have no prediction ({shown})", stacklevel=3)
+        warnings.warn(f"{len(missing)} of {len(cases)} cases have no prediction ({shown})", stacklevel=2)
 
-    pred = np.stack([_read_prediction(available[case.case_id], landmarks) for case in matched])
+    pred = np.stack([np.asarray(predictions[case.case_id], dtype=np.float64) for case in matched])
     true = np.stack([case.landmarks_lps for case in matched])
     errors = landmark_errors(pred, true)
-    hinge = _has_hinge_planes(landmarks)
-    planes = np.array([_plane_metrics(p, t, c.case_id) for p, t, c in zip(pred, true, matched)]) if hinge else None
+    planes = None
+    if set(HINGE_NAMES) <= set(landmarks):
+        triples = zip(pred, true, matched, strict=True)
+        planes = np.array([_plane_metrics(p, t, landmarks, c.case_id) for p, t, c in triples])
 
     per_case = []
     for n, case in enumerate(matched):
@@ -254,17 +271,25 @@ def _evaluate(pred_dir: Path, manifest: PathLike, landmarks: list[str]) -> dict:
             by_quality[grade] = _block(errors[rows], None if planes is None else planes[rows], landmarks)
 
     return {
-        "manifest": str(manifest),
-        "predictions": str(pred_dir),
         "landmarks": landmarks,
         "thresholds_mm": list(SDR_THRESHOLDS_MM),
         "n_cases": len(matched),
         "missing_predictions": missing,
-        "extra_predictions": extra,
         "summary": _block(errors, planes, landmarks),
         "by_quality": by_quality,
         "per_case": per_case,
     }
+
+
+def write_report(result: dict, folder: PathLike) -> None:
+    """Write an :func:`evaluate_predictions` result into an existing folder: per_case.csv, summary.json, errors.png."""
+    folder = Path(folder)
+    _write_per_case(folder / "per_case.csv", result["per_case"])
+    summary = {key: value for key, value in result.items() if key != "per_case"}
+    (folder / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n", encoding="utf-8")
+    rows, names = result["per_case"], result["landmarks"]
+    errors = np.array([[row[f"{name}_mm"] for name in names] for row in rows])
+    plot_errors(folder / "errors.png", errors, names, [row["quality"] for row in rows])
 
 
 def _json_safe(value):
@@ -330,7 +355,7 @@ def plot_errors(path: PathLike, errors: np.ndarray, names: Sequence[str], grades
         labels = sorted({g or "(none)" for g in grades})
         means = errors.mean(axis=1)
         columns = [means[[(g or "(none)") == label for g in grades]] for label in labels]
-        box_strip(axes[2], columns, [f"{label}\n(n = {len(c)})" for label, c in zip(labels, columns)])
+        box_strip(axes[2], columns, [f"{label}\n(n = {len(c)})" for label, c in zip(labels, columns, strict=True)])
         axes[2].set(ylabel="mean error per case (mm)", title="By image quality")
     fig.savefig(path, dpi=120)
 
@@ -342,7 +367,7 @@ def _fmt(value) -> str:
 
 def format_table(result: dict) -> str:
     """A short printed table of an :func:`evaluate` result (errors mm, SDR@2mm, plane metrics, quality grades)."""
-    summary, at_2mm, missing = result["summary"], str(2.0), result["missing_predictions"]
+    summary, at_2mm, missing = result["summary"], str(2.0), result.get("missing_predictions", [])
     header = f"{result['n_cases']} cases"
     if missing:
         header += f" ({len(missing)} without prediction: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import time
-from pathlib import Path
 
-from .errors import InputError
-from .typing import PathLike
+from AorticRootLandmarksLib.batch import detect_files
+from AorticRootLandmarksLib.errors import InputError
+from AorticRootLandmarksLib.evaluation import evaluate, format_table
+from AorticRootLandmarksLib.inference import load_ensemble
+from AorticRootLandmarksLib.io import read_manifest
+from AorticRootLandmarksLib.outputs import check_output_dir, replacing_dir
+from AorticRootLandmarksLib.phantom import write_dataset
+from AorticRootLandmarksLib.typing import PathLike
 
 #: Phantom seed of the demo cases; the bundled model was trained on seed 0, so these CTs are unseen.
 DEMO_SEED = 2026
@@ -17,37 +21,25 @@ def run_demo(out: PathLike, n: int = 3, model: PathLike | None = None, device: s
     """Generate `n` full-size phantom CTs, detect their hinge points, evaluate, print the table and output paths.
 
     Writes ``out/phantom`` (CTs, manifest, truth, Slicer markups of the truth), ``out/detections`` (``<case>.json`` and
-    ``<case>.mrk.json``) and ``out/evaluation`` (per-case CSV, summary JSON, error figure). Nothing is left behind if it
-    fails.
+    ``<case>.mrk.json``) and ``out/evaluation`` (per-case CSV, summary JSON, error figure). The model and device are
+    checked before any work; if the demo fails, an earlier output it replaces (``force``) is put back.
 
     Returns:
-        The evaluation result (see training.evaluate.evaluate).
+        The evaluation result (see AorticRootLandmarksLib.evaluation.evaluate).
     """
-    from training.evaluate import evaluate, format_table
-
-    from .batch import detect_files
-    from .io import read_manifest
-    from .phantom import write_dataset
-
-    out = Path(out)
     if n < 1:
         raise InputError(f"--n {n}: at least one case is needed")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise InputError(f"{out}: output folder exists and is not empty (use --force to replace it)")
-    if out.exists():
-        shutil.rmtree(out)
+    out = check_output_dir(out, force)
+    ensemble = load_ensemble(model, device)
     start = time.perf_counter()
-    try:
+    with replacing_dir(out, force) as out:
         print(f"1/3 writing {n} phantom CT(s) to {out / 'phantom'}")
         manifest = write_dataset(out / "phantom", n, seed=DEMO_SEED, size="full")
         images = [case.image for case in read_manifest(manifest)]
         print("2/3 detecting hinge points with the " + ("bundled model" if model is None else f"model {model}"))
-        detect_files(images, out / "detections", model, device)
+        detect_files(images, out / "detections", ensemble)
         print("3/3 evaluating against the phantom truth")
         result = evaluate(out / "detections", manifest, out / "evaluation")
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
     print()
     print(format_table(result))
     print(f"\ndone in {time.perf_counter() - start:.0f} s. Outputs in {out}:")

@@ -1,0 +1,16 @@
+"""Constants shared by every part of the project: one home each (as SlicerHeart's ``HeartValveLib/Constants.py``).
+
+Grid defaults live on :class:`grid.GridSpec`; frame conversions in :mod:`frames`.
+"""
+
+from __future__ import annotations
+
+#: The hinge points (nadirs of the right, left and non-coronary cusps), in the order every array of them uses.
+#: With this order the annulus normal ``(LCC - RCC) x (NCC - RCC)`` points from the ventricle into the aorta.
+HINGE_NAMES: tuple[str, str, str] = ("RCC", "LCC", "NCC")
+#: Landmarks a model learns and a manifest holds unless told otherwise.
+DEFAULT_LANDMARKS: tuple[str, ...] = HINGE_NAMES
+#: Air in Hounsfield units: the value outside a CT's field of view.
+AIR_HU = -1000.0
+#: Points whose detection confidence is below this are flagged for review.
+LOW_CONFIDENCE = 0.5

@@ -1,0 +1,270 @@
+"""``aortic-root``: one command with subcommands, each a thin shell over a documented Python function.
+
+Heavy imports (torch, training) happen inside the commands so ``--help`` is instant. The ``train`` and ``sweep`` flags
+are generated from ``training.config.TrainConfig``'s fields. Errors the user can cause print one line
+``error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+from AorticRootLandmarksLib import __version__
+from AorticRootLandmarksLib.constants import DEFAULT_LANDMARKS
+from AorticRootLandmarksLib.errors import InputError
+
+#: TrainConfig fields that are not flags of ``train`` (positional arguments or ``--out``).
+_NOT_FLAGS = ("manifest", "out")
+
+
+def _existing(path: str) -> Path:
+    if not Path(path).exists():
+        raise argparse.ArgumentTypeError(f"{path}: no such file or folder")
+    return Path(path)
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one landmark name")
+    return names
+
+
+def _config_fields():
+    from training.config import TrainConfig, field_types
+
+    types = field_types()
+    return [(f, types[f.name]) for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_FLAGS]
+
+
+def _default_text(item: dataclasses.Field) -> str:
+    default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
+    if default is None or default == "":
+        return ""
+    shown = ",".join(map(str, default)) if isinstance(default, list) and item.name == "landmarks" else default
+    shown = " ".join(map(str, shown)) if isinstance(shown, list) else shown
+    return f" (default: {shown})"
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (``--steps-per-epoch`` for ``steps_per_epoch``); unset flags are None."""
+    for item, kind in _config_fields():
+        flag = "--" + item.name.replace("_", "-")
+        text = item.metadata["help"] + _default_text(item)
+        choices = item.metadata.get("choices")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif item.name == "landmarks":
+            parser.add_argument(flag, type=_names, metavar="A,B,C", help=text)
+        elif getattr(kind, "__origin__", None) is list:
+            nargs = {"size": 3, "window": 2}.get(item.name, "+")
+            parser.add_argument(flag, type=kind.__args__[0], nargs=nargs, help=text)
+        else:
+            parser.add_argument(flag, type=kind, choices=choices, help=text)
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields given as flags (None = not given)."""
+    return {item.name: getattr(args, item.name) for item, _ in _config_fields()}
+
+
+def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
+    """For each scalar TrainConfig field, a flag taking comma-separated values to sweep over (``--sigma 1,2,4``)."""
+    for item, kind in _config_fields():
+        if kind in (int, float, str) and item.name not in ("device", "cache_dir", "name"):
+            flag = "--" + item.name.replace("_", "-")
+            parser.add_argument(flag, dest=item.name, metavar="V1,V2", help=f"values of {item.name} to sweep over")
+
+
+def sweep_grid(args: argparse.Namespace) -> dict[str, list]:
+    """{field: [values]} from the sweep flags that were given, each value parsed as the field's type."""
+    grid = {}
+    for item, kind in _config_fields():
+        text = getattr(args, item.name, None)
+        if text is None:
+            continue
+        values = []
+        for word in (w.strip() for w in text.split(",")):
+            try:
+                values.append(kind(word))
+            except ValueError:
+                raise InputError(f"--{item.name.replace('_', '-')}: {word!r} is not {kind.__name__}") from None
+        grid[item.name] = values
+    return grid
+
+
+def cmd_phantom(args) -> None:
+    from AorticRootLandmarksLib.phantom import write_dataset
+
+    manifest = write_dataset(
+        args.out,
+        args.n,
+        seed=args.seed,
+        fmt=args.format,
+        size=args.size,
+        preview=args.preview,
+        force=args.force,
+        style=args.style,
+    )
+    print(f"wrote {args.n} {args.style} case(s): {manifest}")
+
+
+def cmd_detect(args) -> None:
+    from AorticRootLandmarksLib.batch import detect_files, verdict_counts
+
+    detections = detect_files(args.images, args.out, args.model, args.device, force=args.force,
+                              accept_slice_gaps=args.accept_slice_gaps)
+    print(f"wrote {len(detections)} detection(s) (.json and Slicer .mrk.json, LPS) to {args.out}: "
+          f"{verdict_counts(detections)}")
+    failed = [name for name, d in detections.items() if d.verdict == "failed"]
+    if failed:
+        print(f"WARNING: no usable hinge points in {', '.join(failed)} (see 'quality' in the JSON); "
+              "check the image, or give the root's position", file=sys.stderr)
+
+
+def _base_config(args, **fields):
+    from training.config import TrainConfig
+
+    if args.config:
+        return TrainConfig.from_yaml(args.config, **fields)
+    return TrainConfig.for_stage(fields.pop("stage", None) or "landmarks", **fields)
+
+
+def cmd_train(args) -> None:
+    from training.train import resume_config, train
+
+    fields = {**config_overrides(args), "manifest": str(args.manifest), "out": str(args.out)}
+    if args.resume and not args.config:  # the run's config.yaml, with the flags given on top (train checks them)
+        config = resume_config(args.out, **fields)
+    else:
+        config = _base_config(args, **fields)
+    run = train(config, force=args.force, command=shlex.join(["aortic-root", *sys.argv[1:]]), resume=args.resume)
+    print(f"run folder: {run}\nmodel: {run / 'model'}")
+
+
+def cmd_sweep(args) -> None:
+    from training.sweep import sweep
+
+    grid = sweep_grid(args)
+    if not grid:
+        raise InputError("sweep: give at least one setting with comma-separated values, e.g. --loss glip,wce")
+    base = _base_config(args, manifest=str(args.manifest))
+    summary = sweep(base, grid, args.out, force=args.force, resume=args.resume)
+    print(f"sweep summary: {summary} and {summary.with_suffix('.png')}")
+
+
+def cmd_evaluate(args) -> None:
+    from AorticRootLandmarksLib.evaluation import evaluate, format_table
+
+    result = evaluate(args.pred_dir, args.manifest, args.out, args.landmarks, force=args.force)
+    print(format_table(result))
+    if args.out:
+        print(f"per-case CSV, summary JSON and figure: {args.out}")
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    run_demo(args.out, n=args.n, model=args.model, device=args.device, force=args.force)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=_existing, help="model or run folder (default: the bundled model)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
+    _add_force(p)
+
+
+def _add_force(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true", help="replace an output folder that aortic-root wrote earlier")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aortic-root",
+        description="Aortic valve hinge points (RCC, LCC, NCC) in CT: phantom data, training, detection, evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the main job in one command: phantom CTs -> detect (bundled model) -> evaluate")
+    p.add_argument("--out", type=Path, default=Path("aortic-root-demo"), help="output folder (default: %(default)s)")
+    p.add_argument("--n", type=int, default=3, help="number of phantom CTs (default: %(default)s)")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("phantom", help="write synthetic contrast CTs of the aortic root with exact hinge points")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--n", type=int, required=True, help="number of cases")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default: %(default)s)")
+    p.add_argument("--format", choices=("nifti", "dicom"), default="nifti", help="image format (default: %(default)s)")
+    p.add_argument("--size", choices=("small", "full"), default="full", help="CT size (default: %(default)s)")
+    p.add_argument("--preview", action="store_true", help="also write a PNG preview per case")
+    from AorticRootLandmarksLib.phantom.styles import STYLES  # the one home of the style names (a light import)
+
+    p.add_argument(
+        "--style",
+        choices=list(STYLES),
+        default="classic",
+        help="family of CTs, see docs/PHANTOM.md (default: %(default)s)",
+    )
+    _add_force(p)
+    p.set_defaults(func=cmd_phantom)
+
+    p = sub.add_parser("detect", help="detect hinge points in CT files or DICOM folders")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image file or DICOM series folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--accept-slice-gaps", action="store_true",
+                   help="read a DICOM series with missing slices or uneven spacing instead of refusing it")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("train", help="train a fold ensemble with cross-validation and export it")
+    p.add_argument("manifest", type=_existing, help="dataset manifest CSV")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--config", type=_existing, help="YAML config (keys: the flags below, with _); flags override it")
+    add_config_flags(p)
+    _add_force(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out from its checkpoints, with its saved config.yaml")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="train one run per combination of settings and compare them")
+    p.add_argument("manifest", type=_existing, help="dataset manifest CSV")
+    p.add_argument("--out", type=Path, required=True, help="sweep folder")
+    p.add_argument("--config", type=_existing, help="YAML config with the shared settings")
+    add_sweep_flags(p)
+    _add_force(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted sweep in --out (same settings): skip finished runs, resume the rest")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("evaluate", help="landmark errors, plane metrics and detection rates against a manifest")
+    p.add_argument("pred_dir", type=_existing, metavar="PRED_DIR", help="folder of <case>.json from detect")
+    p.add_argument("manifest", type=_existing, metavar="MANIFEST", help="dataset manifest CSV with the truth")
+    p.add_argument("--out", type=Path, help="write per_case.csv, summary.json and errors.png here")
+    p.add_argument("--landmarks", type=_names, default=list(DEFAULT_LANDMARKS),
+                   help=f"comma-separated names (default: {','.join(DEFAULT_LANDMARKS)})")
+    _add_force(p)
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as err:
+        print(f"\nerror: {err}" if sys.stderr.isatty() else f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
