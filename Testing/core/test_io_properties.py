@@ -19,7 +19,8 @@ from helpers import make_image
 
 from AorticRootLandmarksLib.constants import DEFAULT_LANDMARKS
 from AorticRootLandmarksLib.errors import InputError
-from AorticRootLandmarksLib.io import SPACING_RANGE_MM, Case, read_image, read_manifest, write_manifest
+from AorticRootLandmarksLib.image_checks import SPACING_RANGE_MM
+from AorticRootLandmarksLib.io import Case, read_image, read_manifest, write_manifest
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

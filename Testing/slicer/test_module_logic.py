@@ -164,3 +164,23 @@ def test_model_cache_is_bounded_and_follows_retraining(scene, tiny_model_dir, tm
     meta.write_text(meta.read_text(encoding="utf-8").replace('"tiny-random"', '"tiny-retrained"'), encoding="utf-8")
     reloaded = logic.loadEnsemble(str(copies[0]), "cpu")
     assert reloaded is not again and reloaded.meta["name"] == "tiny-retrained"
+
+
+def test_a_root_seed_point_centres_the_grid(scene, logic, phantom, tiny_model_dir):
+    volume = mrml.add_volume_from_sitk(scene, phantom.image, "Phantom CT")
+    seed_lps = phantom.landmarks_lps.mean(axis=0) + [12.0, -8.0, 5.0]
+    seed = mrml.set_fiducials(scene, ["root"], seed_lps[None], node_name="seed", store_as_detected=False)
+    result = logic.process(volume, str(tiny_model_dir), "cpu", seedNode=seed)
+    location = result.detection.location
+    assert location.method == "seed point"
+    np.testing.assert_allclose(location.center_lps, seed_lps, atol=1e-6)  # RAS in the scene, LPS here
+    grid = result.detection.grid  # the grid is centred on the seed: origin + spacing * (size - 1) / 2
+    np.testing.assert_allclose(grid.index_to_world((np.asarray(grid.size) - 1) / 2), seed_lps, atol=1e-6)
+    assert result.verdict in ("ok", "review", "failed") and result.qualitySummary
+
+
+def test_a_cleared_seed_point_is_no_seed(scene, phantom):
+    node = mrml.set_fiducials(scene, ["root"], phantom.landmarks_lps[:1], node_name="seed", store_as_detected=False)
+    node.SetFixedNumberOfControlPoints(False)
+    node.UnsetNthControlPointPosition(0)
+    assert mrml.first_defined_point_lps(node) is None

@@ -40,8 +40,8 @@ def test_documented_yaml_is_current_and_loads(tmp_path):
 
 
 def test_wrong_types_in_a_config_file_are_one_line_errors(tmp_path):
-    for text, key in (("sigma: wide\n", "sigma"), ("size: [64, 64]\nfolds: two\n", "folds"), ("augment: 3\n", "augment"),
-                      ("landmarks: RCC\n", "landmarks"), ("lr: .nan\n", "lr")):
+    for text, key in (("sigma: wide\n", "sigma"), ("size: [64, 64]\nfolds: two\n", "folds"),
+                      ("augment: 3\n", "augment"), ("landmarks: RCC\n", "landmarks"), ("lr: .nan\n", "lr")):
         (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
         with pytest.raises(InputError, match=key):
             TrainConfig.from_yaml(tmp_path / "c.yaml")
