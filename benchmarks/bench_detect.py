@@ -23,6 +23,7 @@ from AorticRootLandmarksLib.detection import detect
 from AorticRootLandmarksLib.grid import make_grid, resample_to_grid
 from AorticRootLandmarksLib.inference import bundled_model_dir, decode_peaks, load_ensemble, predict_maps
 from AorticRootLandmarksLib.io import read_image
+from AorticRootLandmarksLib.localize import locate_root
 from AorticRootLandmarksLib.network import build_network
 
 
@@ -78,6 +79,9 @@ def main() -> None:
     t_decode, _ = timed(lambda: decode_peaks(maps.mean(0), ensemble.decoding), args.repeat)
     t_single, _ = timed(lambda: detect(image, single), args.repeat)
     t_ensemble, _ = timed(lambda: detect(image, ensemble), args.repeat)
+    located = type(ensemble)(ensemble.networks[:1], ensemble.meta, ensemble.device, ensemble.localizer)
+    t_locate = timed(lambda: locate_root(image, ensemble.localizer), args.repeat)[0] if ensemble.localizer else None
+    t_located = timed(lambda: detect(image, located), args.repeat)[0] if ensemble.localizer else None
 
     print(f"CT {image.GetSize()} spacing {tuple(round(s, 2) for s in image.GetSpacing())} -> grid {spec.size} "
           f"at {spec.spacing} mm; model {args.model.name}: {len(ensemble.networks)} fold(s), "
@@ -87,8 +91,10 @@ def main() -> None:
         ("resample (box-mean anti-alias) + window", t_resample),
         ("network forward, one model", t_net),
         ("decode peaks", t_decode),
-        ("detect, one model (no read)", t_single),
-        ("read + detect, one model", t_read + t_single),
+        ("detect, one model (no read), grid on the image centre", t_single),
+        ("read + detect, one model, grid on the image centre", t_read + t_single),
+        *([("find the root (localizer, all its folds)", t_locate),
+           ("read + detect, one model + localizer", t_read + t_located)] if t_locate is not None else []),
         (f"detect, ensemble of {len(ensemble.networks)} (no read)", t_ensemble),
         (f"read + detect, ensemble of {len(ensemble.networks)}", t_read + t_ensemble),
     ]
