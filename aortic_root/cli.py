@@ -61,7 +61,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         elif item.name == "landmarks":
             parser.add_argument(flag, type=_names, metavar="A,B,C", help=text)
         elif getattr(kind, "__origin__", None) is list:
-            nargs = {"size": 3, "window": 2}.get(item.name, "+")
+            default = item.default_factory() if item.default_factory is not dataclasses.MISSING else None
+            nargs = len(default) if isinstance(default, list) else "+"  # fixed-length lists: size, window, ranges
             parser.add_argument(flag, type=kind.__args__[0], nargs=nargs, help=text)
         else:
             parser.add_argument(flag, type=kind, choices=choices, help=text)
@@ -178,6 +179,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     _add_force(p)
 
 
+def _add_run_options(p: argparse.ArgumentParser, what: str, resume_help: str) -> None:
+    """The options train and sweep share: manifest, output folder, config file, --force, --resume."""
+    p.add_argument("manifest", type=_existing, help="dataset manifest CSV")
+    p.add_argument("--out", type=Path, required=True, help=f"{what} folder")
+    p.add_argument("--config", type=_existing, help="YAML config (keys: docs/train_config.yaml); flags override it")
+    _add_force(p)
+    p.add_argument("--resume", action="store_true", help=resume_help)
+
+
 def _add_force(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace an output folder that aortic-root wrote earlier")
 
@@ -223,23 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("train", help="train a fold ensemble with cross-validation and export it")
-    p.add_argument("manifest", type=_existing, help="dataset manifest CSV")
-    p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--config", type=_existing, help="YAML config (keys: the flags below, with _); flags override it")
+    _add_run_options(p, "run", "continue an interrupted run in --out from its checkpoints, with its saved config.yaml")
     add_config_flags(p)
-    _add_force(p)
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --out from its checkpoints, with its saved config.yaml")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sweep", help="train one run per combination of settings and compare them")
-    p.add_argument("manifest", type=_existing, help="dataset manifest CSV")
-    p.add_argument("--out", type=Path, required=True, help="sweep folder")
-    p.add_argument("--config", type=_existing, help="YAML config with the shared settings")
+    _add_run_options(p, "sweep", "continue an interrupted sweep in --out (same settings): skip finished runs")
     add_sweep_flags(p)
-    _add_force(p)
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted sweep in --out (same settings): skip finished runs, resume the rest")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("evaluate", help="landmark errors, plane metrics and detection rates against a manifest")
