@@ -237,6 +237,8 @@ CASES: list[tuple[str, Callable[[World, Path], list[str]], str]] = [
     ("sweep-non-numeric", lambda w, t: ["sweep", str(w.manifest), "--out", str(t / "out"), "--sigma", "1,x"], "'x'"),
     ("sweep-no-grid", lambda w, t: ["sweep", str(w.manifest), "--out", str(t / "out")], "at least one setting"),
     ("sweep-bad-value", lambda w, t: ["sweep", str(w.manifest), "--out", str(t / "out"), "--folds", "0,2"], "folds"),
+    ("sweep-bad-manifest", lambda w, t: ["sweep", str(_manifest(w, t, lambda x: _cell(x, 1, 1, "nan"))), "--out",
+                                         str(t / "out"), "--sigma", "1,2"], "not a finite number"),
     ("evaluate-no-predictions", lambda w, t: ["evaluate", str(_mkdir(t / "p", {"other.json": b"{}"})),
                                               str(w.manifest), "--out", str(t / "out")], "no prediction"),
     ("evaluate-corrupt-json", lambda w, t: ["evaluate", str(_mkdir(t / "p", {"ct0.json": b"{oops"})),

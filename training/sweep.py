@@ -23,7 +23,8 @@ import numpy as np
 import yaml
 
 from AorticRootLandmarksLib.errors import InputError
-from AorticRootLandmarksLib.outputs import is_tool_output, replacing_dir
+from AorticRootLandmarksLib.io import read_manifest
+from AorticRootLandmarksLib.outputs import check_output_dir, is_tool_output, replacing_dir
 
 from .config import TrainConfig
 from .train import conflicting_keys, run_finished, train
@@ -64,10 +65,12 @@ def sweep(base: TrainConfig, grid: dict[str, list], out: str | Path, force: bool
         raise InputError(f"sweep: unknown setting(s) {', '.join(unknown)}")
     settings = combinations(grid)
     configs = [dataclasses.replace(base, **s).validate() for s in settings]
+    cases = read_manifest(base.manifest, base.landmarks)  # a bad manifest is refused before the sweep folder exists
     if resume:
         out = _resumable_sweep(out, base, grid, force)
         rows = _run_all(out, settings, configs, resume=True)
     else:
+        check_output_dir(out, force, [base.manifest, *(c.image for c in cases)])
         with replacing_dir(out, force, [base.manifest]) as out:
             record = {"grid": grid, "base": dataclasses.asdict(base)}
             (out / SWEEP_FILE).write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")

@@ -167,3 +167,14 @@ def test_evaluate_degenerate_prediction_and_no_overlap(dataset, tmp_path):
     empty.mkdir()
     with pytest.raises(InputError, match="no prediction"):
         evaluation.evaluate(empty, manifest)
+
+
+def test_evaluate_reads_no_image(tmp_path):
+    """Evaluation needs the manifest's truth and the detection files, not the CTs (they may live elsewhere)."""
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("image,A_x,A_y,A_z\nfar/away/ct1.nii.gz,1,2,3\n", encoding="utf-8")
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    (preds / "ct1.json").write_text(json.dumps({"landmarks": {"A": {"position_lps": [1, 2, 7]}}}), encoding="utf-8")
+    result = evaluation.evaluate(preds, manifest, landmarks=["A"])
+    assert result["summary"]["errors_mm"]["A"]["median"] == pytest.approx(4.0)  # |(1, 2, 7) - (1, 2, 3)| = 4 mm
