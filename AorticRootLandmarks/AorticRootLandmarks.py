@@ -203,7 +203,7 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     def onFiducialNodeChanged(self, node):
         """Follow the selected point list: live plane/view updates and its numbers in the tables."""
         self.logic.stopLiveUpdate()
-        if node is not None and mrml.detected_record(node):
+        if self.logic.hasHingePoints(node):  # detected here, or any point list with RCC/LCC/NCC (e.g. loaded)
             reorient = self._parameterNode.reorientViews if self._parameterNode else True
             self.logic.startLiveUpdate(node, reorient, callback=self.showResult)
             self.showResult(self.logic.updateAnnulus(node, reorientViews=False))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry, mrml
-from .constants import LOW_CONFIDENCE
+from .constants import HINGE_NAMES, LOW_CONFIDENCE
 from .errors import InputError
 
 #: Model folder value meaning "the model shipped with the module".
@@ -177,6 +177,15 @@ class LandmarkLogic:
             mrml.reorient_slice_views(self.scene, plane, hinges[0])
         return result
 
+    @staticmethod
+    def hasHingePoints(fiducialNode) -> bool:
+        """Whether a point list can be measured: it has control points labelled RCC, LCC and NCC (detected here,
+        corrected earlier and loaded from a .mrk.json file, or placed by another reader), defined or not."""
+        if fiducialNode is None:
+            return False
+        labels = {fiducialNode.GetNthControlPointLabel(i) for i in range(fiducialNode.GetNumberOfControlPoints())}
+        return set(HINGE_NAMES) <= labels
+
     def restoreDetectedPositions(self, fiducialNode, reorientViews: bool = True) -> AnnulusResult:
         """Move the points back to the detected positions and update plane, views and numbers."""
         if not mrml.restore_detected(fiducialNode):
@@ -189,13 +198,15 @@ class LandmarkLogic:
         """Keep the plane, views and measurements following the points when the analyst moves them.
 
         The plane and the numbers follow every step of a drag; the views turn when the drag ends (turning the view
-        a point is being dragged in would pull the point away from the mouse). Scripted moves update everything.
+        a point is being dragged in would pull the point away from the mouse), and only when a position changed:
+        selecting, hiding, relabelling or clicking a point leaves the analyst's views where they are. Scripted moves
+        update everything. A cleared (undefined) point counts as missing: no plane, measurements unavailable.
         callback: optional function(AnnulusResult) called after each update (the Widget refreshes its tables).
         """
         self.stopLiveUpdate(fiducialNode)
 
-        def onPointsMoved(node, dragging):
-            result = self.updateAnnulus(node, reorientViews=reorientViews and not dragging)
+        def onPointsMoved(node, dragging, moved):
+            result = self.updateAnnulus(node, reorientViews=reorientViews and moved and not dragging)
             if callback is not None:
                 callback(result)
 

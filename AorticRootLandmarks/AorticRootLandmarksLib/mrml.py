@@ -169,15 +169,28 @@ def set_fiducials(
     return node
 
 
-def get_fiducials_lps(node: slicer.vtkMRMLMarkupsFiducialNode) -> tuple[list[str], PointsLPS]:
-    """Labels and (K, 3) world LPS mm positions of a fiducial node's control points (world: transforms applied)."""
-    names, points_ras = [], []
+def get_control_points_lps(node: slicer.vtkMRMLMarkupsFiducialNode) -> tuple[list[str], PointsLPS, list[bool]]:
+    """Labels, (K, 3) world LPS mm positions and whether each position is defined, of every control point.
+
+    A point "deleted" in a fixed-count point list keeps its label and last position but is no longer defined.
+    """
+    names, points_ras, defined = [], [], []
     for index in range(node.GetNumberOfControlPoints()):
         names.append(node.GetNthControlPointLabel(index))
         point = np.zeros(3)
         node.GetNthControlPointPositionWorld(index, point)
         points_ras.append(point)
-    return names, ras_to_lps(np.reshape(points_ras, (-1, 3)))
+        defined.append(node.GetNthControlPointPositionStatus(index) == node.PositionDefined)
+    return names, ras_to_lps(np.reshape(points_ras, (-1, 3))), defined
+
+
+def get_fiducials_lps(node: slicer.vtkMRMLMarkupsFiducialNode) -> tuple[list[str], PointsLPS]:
+    """Labels and (K, 3) world LPS mm positions of the **defined** control points (world: transforms applied).
+
+    Cleared points (no position) are left out, so a cleared hinge point counts as missing, never as its old position.
+    """
+    names, points, defined = get_control_points_lps(node)
+    return [n for n, d in zip(names, defined, strict=True) if d], points[np.asarray(defined, dtype=bool)]
 
 
 def first_defined_point_lps(node: slicer.vtkMRMLMarkupsFiducialNode) -> PointsLPS | None:
@@ -211,42 +224,57 @@ def restore_detected(node: slicer.vtkMRMLMarkupsFiducialNode) -> bool:
 
 
 class ControlPointObserver:
-    """Calls ``callback(node, dragging)`` whenever a control point of ``node`` moves.
+    """Calls ``callback(node, dragging, moved)`` when a control point of ``node`` is modified.
 
     ``PointModifiedEvent`` comes at every step of a drag (``dragging`` True, between the markups widget's
-    ``PointStartInteractionEvent`` and ``PointEndInteractionEvent``) and once for a scripted move such as
-    ``SetNthControlPointPositionWorld`` (``dragging`` False); the end of a drag calls back once more with False.
-    A change made inside the callback does not call it again.
+    ``PointStartInteractionEvent`` and ``PointEndInteractionEvent``), once for a scripted move such as
+    ``SetNthControlPointPositionWorld``, and also when a point is only selected, hidden, relabelled or clicked without
+    moving. ``moved`` says whether any position (or defined/cleared state) changed since the last call: the caller
+    reorients the views only then, so an analyst's scrolled or zoomed views stay where they are. The end of a drag
+    calls back once more with ``dragging`` False and ``moved`` True if the drag moved anything. A change made inside
+    the callback does not call it again.
 
     Example:
-        >>> observer = ControlPointObserver(node, lambda node, dragging: print(get_fiducials_lps(node)))
+        >>> observer = ControlPointObserver(node, lambda node, dragging, moved: print(moved))
     """
 
-    def __init__(self, node: slicer.vtkMRMLMarkupsNode, callback: Callable[[slicer.vtkMRMLMarkupsNode, bool], None]):
+    def __init__(self, node: slicer.vtkMRMLMarkupsNode, callback: Callable[[object, bool, bool], None]) -> None:
         self.node = node
         self.dragging = False
         self._callback = callback
         self._running = False
+        self._last = self._positions()
+        self._drag_start = self._last
         events = slicer.vtkMRMLMarkupsNode
         self._tags = [
             node.AddObserver(events.PointStartInteractionEvent, self._on_start),
-            node.AddObserver(events.PointModifiedEvent, self._on_moved),
+            node.AddObserver(events.PointModifiedEvent, self._on_modified),
             node.AddObserver(events.PointEndInteractionEvent, self._on_end),
         ]
 
+    def _positions(self) -> tuple:
+        """(label-free) world positions and defined flags of every control point, for change detection."""
+        _, points, defined = get_control_points_lps(self.node)
+        return tuple(map(tuple, np.round(points, 6))), tuple(defined)
+
     def _on_start(self, caller, event) -> None:
         self.dragging = True
+        self._drag_start = self._positions()
 
     def _on_end(self, caller, event) -> None:
         self.dragging = False
-        self._on_moved(caller, event)
+        self._call(moved=self._positions() != self._drag_start)
 
-    def _on_moved(self, caller, event) -> None:
+    def _on_modified(self, caller, event) -> None:
+        self._call(moved=self._positions() != self._last)
+
+    def _call(self, moved: bool) -> None:
         if self._running:
             return
         self._running = True
         try:
-            self._callback(self.node, self.dragging)
+            self._last = self._positions()
+            self._callback(self.node, self.dragging, moved)
         finally:
             self._running = False
 

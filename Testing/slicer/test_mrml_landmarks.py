@@ -171,3 +171,54 @@ def test_slicer_markups_files_agree_with_our_lps(scene, tmp_path):
     reader.SetFileName(str(tmp_path / "ours.mrk.json"))
     assert reader.ReadData(loaded)
     np.testing.assert_allclose(mrml.get_fiducials_lps(loaded)[1], points, atol=0.01)
+
+
+@pytest.mark.parametrize("action", ["select", "hide", "relabel", "describe", "click without moving"])
+def test_the_analysts_views_stay_when_no_point_moves(scene, logic, action):
+    result = logic.showLandmarks(NAMES, HORIZONTAL)
+    logic.startLiveUpdate(result.fiducialNode)
+    node, red = result.fiducialNode, mrml.get_slice_nodes(scene)["Red"]
+    red.SetFieldOfView(25.0, 25.0, 1.0)  # the analyst zooms in ...
+    red.GetSliceToRAS().SetElement(2, 3, red.GetSliceToRAS().GetElement(2, 3) + 7.0)  # ... and scrolls 7 mm
+    red.UpdateMatrices()
+    before, fov = mrml.slice_to_ras(red), red.GetFieldOfView()
+    events = slicer.vtkMRMLMarkupsNode
+    {
+        "select": lambda: node.SetNthControlPointSelected(1, False),
+        "hide": lambda: node.SetNthControlPointVisibility(2, False),
+        "relabel": lambda: (node.SetNthControlPointLabel(0, "R"), node.SetNthControlPointLabel(0, "RCC")),
+        "describe": lambda: node.SetNthControlPointDescription(0, "checked"),
+        "click without moving": lambda: (node.InvokeEvent(events.PointStartInteractionEvent),
+                                         node.InvokeEvent(events.PointEndInteractionEvent)),
+    }[action]()
+    np.testing.assert_array_equal(mrml.slice_to_ras(red), before)
+    assert red.GetFieldOfView() == fov
+    # a real move still turns the views
+    node.SetNthControlPointPositionWorld(1, *frames.lps_to_ras(HORIZONTAL[1] + [0.0, 0.0, 6.0]))
+    assert not np.allclose(mrml.slice_to_ras(red), before)
+
+
+def test_a_cleared_hinge_point_is_missing_not_measured(scene, logic):
+    result = logic.showLandmarks(NAMES, HORIZONTAL)
+    logic.startLiveUpdate(result.fiducialNode, callback=lambda r: updates.append(r))
+    updates = []
+    result.fiducialNode.UnsetNthControlPointPosition(1)  # Slicer's "delete" on a fixed-count list
+    assert updates and updates[-1].measurements is None and "LCC" in updates[-1].error
+    names, _ = mrml.get_fiducials_lps(result.fiducialNode)
+    assert names == ["RCC", "NCC"]
+
+
+def test_a_point_list_loaded_from_a_file_is_measured(scene, logic, tmp_path):
+    from AorticRootLandmarksLib import io
+
+    path = tmp_path / "corrected.mrk.json"  # e.g. an analyst's corrections saved earlier: no "detected" marker
+    io.write_markups(path, ["NCC", "RCC", "LCC"], HORIZONTAL[[2, 0, 1]])
+    storage = slicer.vtkMRMLMarkupsJsonStorageNode()  # what Slicer's "Add data" uses for .mrk.json
+    scene.AddNode(storage)
+    storage.SetFileName(str(path))
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "corrected")
+    assert storage.ReadData(node)
+    assert mrml.detected_record(node) is None and logic.hasHingePoints(node)
+    result = logic.updateAnnulus(node)
+    assert result.error == "" and result.measurements == geometry.annulus_measurements(HORIZONTAL)
+    assert not logic.hasHingePoints(scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "other"))
