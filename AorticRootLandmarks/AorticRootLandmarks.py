@@ -16,7 +16,11 @@ import qt
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsPlaneNode, vtkMRMLScalarVolumeNode
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+
+try:
+    from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+except ImportError as error:  # Slicer < 5.4
+    raise ImportError(f"AorticRootLandmarks needs 3D Slicer 5.4 or later (this Slicer has no {error.name})") from None
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,

@@ -184,3 +184,15 @@ def test_a_cleared_seed_point_is_no_seed(scene, phantom):
     node.SetFixedNumberOfControlPoints(False)
     node.UnsetNthControlPointPosition(0)
     assert mrml.first_defined_point_lps(node) is None
+
+
+def test_an_older_slicer_gets_one_clear_line(monkeypatch):
+    import importlib.util
+
+    from conftest import MODULE_DIR
+
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", None)  # Slicer < 5.4 has no parameterNodeWrapper
+    spec = importlib.util.spec_from_file_location("AorticRootLandmarks_on_old_slicer",
+                                                  MODULE_DIR / "AorticRootLandmarks.py")
+    with pytest.raises(ImportError, match=r"needs 3D Slicer 5\.4 or later"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
