@@ -20,7 +20,7 @@ import yaml
 from AorticRootLandmarksLib.constants import DEFAULT_LANDMARKS
 from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.grid import GridSpec
-from AorticRootLandmarksLib.inference import DECODINGS
+from AorticRootLandmarksLib.inference import DECODINGS, ENSEMBLINGS
 from AorticRootLandmarksLib.localize import LOCALIZER_SPEC, ROOT_NAME
 
 #: Loss names (training/losses.py implements them).
@@ -109,6 +109,9 @@ class TrainConfig:
     downsample_factor: float = _option(2.5, "augmentation: largest slice thickness along one axis, grid voxels")
     downsample_prob: float = _option(0.3, "augmentation: probability of thick slices (down-up resampling)")
     decoding: str = _option("centroid", "peak decoding written into the exported model", DECODINGS)
+    ensembling: str = _option(
+        "maps", "fold ensembling in the exported model: average the maps, or the decoded coordinates", ENSEMBLINGS
+    )
     device: str = _option("auto", "auto | cpu | cuda | cuda:N")
     threads: int | None = _option(None, "torch CPU threads; empty = torch's default")
     cache_dir: str | None = _option(None, "preprocessed-volume cache; empty = ~/.cache/aortic-root")

@@ -399,6 +399,7 @@ def export_model(folder: Path, networks, config: TrainConfig, cases, medians, co
         "penalty_target": config.penalty_target,
         "activation": output_activation(config.loss),
         "decoding": config.decoding,
+        "ensembling": config.ensembling,
         "network": networks[0].config(),
         "training": {
             "cases": len(cases),

@@ -21,7 +21,7 @@ import SimpleITK as sitk
 
 from . import qc
 from .grid import NetworkGrid, image_center_lps, make_grid, resample_to_grid
-from .inference import CONFIDENCE_TOLERANCE_VOXELS, Ensemble, Progress, decode_peaks, predict_maps
+from .inference import CONFIDENCE_TOLERANCE_VOXELS, ENSEMBLINGS, Ensemble, Progress, decode_peaks, predict_maps
 from .localize import RootLocation, locate_root
 from .typing import GridIndex, PointsLPS
 
@@ -99,6 +99,31 @@ def fold_confidence(fold_peaks: np.ndarray, ensemble_peaks: np.ndarray) -> np.nd
     return np.exp(-0.5 * (rms / CONFIDENCE_TOLERANCE_VOXELS) ** 2)
 
 
+def combine_folds(
+    maps: np.ndarray, decoding: str, ensembling: str = "maps"
+) -> tuple[GridIndex, np.ndarray, np.ndarray]:
+    """The ensemble's peaks from the fold maps.
+
+    Args:
+        maps: (F, K, X, Y, Z) fold maps on the network grid.
+        decoding: peak decoding (inference.DECODINGS).
+        ensembling: "maps": decode the mean map; "coordinates": average the folds' decoded peaks (the authors' way).
+
+    Returns:
+        (K, 3) ensemble grid index, (K,) mean-map value at the ensemble peak's voxel, (F, K, 3) fold grid indices.
+    """
+    if ensembling not in ENSEMBLINGS:
+        raise ValueError(f"unknown ensembling {ensembling!r}; choose from {ENSEMBLINGS}")
+    mean_map = maps.mean(axis=0)
+    fold_peaks = np.stack([decode_peaks(m, decoding)[0] for m in maps])
+    indices, scores = decode_peaks(mean_map, decoding)
+    if ensembling == "coordinates":
+        indices = fold_peaks.mean(axis=0)
+        voxel = np.clip(np.rint(indices).astype(int), 0, np.array(mean_map.shape[1:]) - 1)
+        scores = np.array([mean_map[k][tuple(v)] for k, v in enumerate(voxel)])
+    return indices, scores, fold_peaks
+
+
 def place_grid(image: sitk.Image, ensemble: Ensemble, seed_lps: PointsLPS | None = None) -> RootLocation:
     """Where the network grid goes: the user's seed point, else the model's localizer, else the image centre."""
     if seed_lps is not None:
@@ -139,8 +164,7 @@ def detect(
     if progress:
         progress(0.9, "decoding peaks and checking them")
     mean_map = maps.mean(axis=0)
-    indices, scores = decode_peaks(mean_map, ensemble.decoding)
-    fold_peaks = np.stack([decode_peaks(m, ensemble.decoding)[0] for m in maps])
+    indices, scores, fold_peaks = combine_folds(maps, ensemble.decoding, ensemble.ensembling)
     positions = grid.index_to_world(indices)
     fold_positions = grid.index_to_world(fold_peaks)
     report = qc.assess(

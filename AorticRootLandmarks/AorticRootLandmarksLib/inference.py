@@ -26,6 +26,7 @@ from .typing import GridIndex, PathLike
 
 MODEL_FORMAT_VERSION = 1
 DECODINGS = ("argmax", "quadratic", "centroid")
+ENSEMBLINGS = ("maps", "coordinates")
 ACTIVATIONS = ("identity", "sigmoid")
 DEVICES = "auto, cpu, cuda or cuda:N"
 #: Fold peaks further apart than this (RMS, in grid voxels) give confidence exp(-1/2) ~ 0.61.
@@ -94,6 +95,12 @@ class Ensemble:
     @property
     def decoding(self) -> str:
         return self.meta.get("decoding", "argmax")
+
+    @property
+    def ensembling(self) -> str:
+        """How fold models are combined: "maps" (average the maps, then decode) or "coordinates" (decode each fold,
+        average the positions, as the GLiP authors do)."""
+        return self.meta.get("ensembling", "maps")
 
 
 def find_model_dir(path: PathLike) -> Path:
