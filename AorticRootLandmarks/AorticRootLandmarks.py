@@ -152,6 +152,7 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
         self.ui.restoreButton.connect("clicked(bool)", self.onRestoreButton)
+        self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelFolderChanged)
         self.ui.outputFiducialSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onFiducialNodeChanged)
         self.initializeParameterNode()
@@ -203,6 +204,7 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self.ui.detectButton.toolTip = "Detect the hinge points" if hasInput else "Select a CT volume first"
         fiducials = self._parameterNode.outputFiducials if self._parameterNode else None
         self.ui.restoreButton.enabled = bool(fiducials and mrml.detected_record(fiducials)) and not self._running
+        self.ui.exportButton.enabled = hasInput and self.logic.hasHingePoints(fiducials) and not self._running
 
     def onFiducialNodeChanged(self, node):
         """Follow the selected point list: live plane/view updates and its numbers in the tables."""
@@ -250,6 +252,16 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             result = self.logic.restoreDetectedPositions(self._parameterNode.outputFiducials,
                                                          self._parameterNode.reorientViews)
             self.showResult(result)
+
+    def onExportButton(self):
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), "Training manifest to add this case to",
+                                              "manifest.csv", "Manifest (*.csv)")
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay("Could not export the case.", waitCursor=True):
+            params = self._parameterNode
+            replaced = self.logic.exportCaseForTraining(params.inputVolume, params.outputFiducials, path)
+            self.ui.statusLabel.text = f"{'Replaced' if replaced else 'Added'} this case in {path}."
 
     def showResult(self, result: AnnulusResult) -> None:
         """Fill the landmark table (RAS, confidence; low ones flagged) and the measurement table."""

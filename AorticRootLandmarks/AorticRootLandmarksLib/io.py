@@ -307,6 +307,49 @@ def write_manifest(csv_path: PathLike, cases: Sequence[Case], landmarks: Sequenc
             writer.writerow([Path(image).as_posix(), *[f"{v:.4f}" for v in points.ravel()], case.quality or ""])
 
 
+def add_manifest_case(csv_path: PathLike, case: Case, landmarks: Sequence[str] = DEFAULT_LANDMARKS) -> bool:
+    """Add one case to a manifest (created if missing), replacing a row of the same case; other rows and columns stay.
+
+    For an analyst's corrected points, so they feed the next ``aortic-root train``. The file is replaced atomically.
+
+    Returns:
+        True if a row of the same case was replaced, False if the case was added.
+
+    Raises:
+        InputError: the manifest exists but lacks the landmark columns, or is not readable UTF-8 CSV.
+    """
+    csv_path = Path(csv_path)
+    points = _check_points(case.landmarks_lps, len(landmarks), case.case_id)
+    needed = [f"{name}_{axis}" for name in landmarks for axis in "xyz"]
+    header, rows = ["image", *needed, "quality"], []
+    if csv_path.is_file():
+        try:
+            with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+                reader = csv.DictReader(handle)
+                header, rows = list(reader.fieldnames or []), list(reader)
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise InputError(f"{csv_path}: not a readable UTF-8 CSV manifest ({err})") from None
+        missing = [c for c in needed if c not in header] + ([] if set(_IMAGE_COLUMNS) & set(header) else ["image"])
+        if missing:
+            raise InputError(f"{csv_path}: manifest lacks column(s) {', '.join(missing)}")
+    image_column = next(c for c in (*_IMAGE_COLUMNS, "image") if c in header)
+    quality_column = next((c for c in _QUALITY_COLUMNS if c in header), None)
+    before = len(rows)
+    rows = [r for r in rows if case_id((r.get(image_column) or "").strip()) != case.case_id]
+    image = Path(os.path.relpath(Path(case.image).resolve(), csv_path.parent.resolve())).as_posix()
+    row = {image_column: image, **{c: f"{v:.4f}" for c, v in zip(needed, points.ravel(), strict=True)}}
+    if quality_column:
+        row[quality_column] = case.quality or ""
+    rows.append(row)
+    tmp = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(csv_path)
+    return len(rows) == before
+
+
 def _check_points(points: PointsLPS, count: int, where: str) -> np.ndarray:
     points = np.asarray(points, dtype=float)
     if points.shape != (count, 3):

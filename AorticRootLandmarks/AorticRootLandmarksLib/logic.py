@@ -178,6 +178,26 @@ class LandmarkLogic:
         return result
 
     @staticmethod
+    def exportCaseForTraining(volumeNode, fiducialNode, manifestPath) -> bool:
+        """Write the volume's file and the point list's RCC/LCC/NCC (world LPS mm) as a row of a training manifest.
+
+        The analyst's corrections then feed the next ``aortic-root train`` (data contract: README). A row of the same
+        case is replaced. Returns True if a row was replaced.
+
+        Raises:
+            InputError: the volume was not loaded from or saved to a file, or a hinge point is missing or cleared.
+        """
+        from .io import Case, add_manifest_case, case_id
+
+        storage = volumeNode.GetStorageNode() if volumeNode is not None else None
+        path = storage.GetFileName() if storage is not None else None
+        if not path:
+            raise InputError("export: the volume has no file; save it first (the manifest refers to the image file)")
+        names, points = mrml.get_fiducials_lps(fiducialNode)
+        hinges = geometry.select_points(names, points)
+        return add_manifest_case(manifestPath, Case(case_id(path), Path(path), hinges), HINGE_NAMES)
+
+    @staticmethod
     def hasHingePoints(fiducialNode) -> bool:
         """Whether a point list can be measured: it has control points labelled RCC, LCC and NCC (detected here,
         corrected earlier and loaded from a .mrk.json file, or placed by another reader), defined or not."""

@@ -6,8 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+import slicer
 
-from AorticRootLandmarksLib import geometry, inference, mrml
+from AorticRootLandmarksLib import frames, geometry, inference, mrml
 from AorticRootLandmarksLib.detection import detect
 
 pytestmark = pytest.mark.slicer
@@ -196,3 +197,35 @@ def test_an_older_slicer_gets_one_clear_line(monkeypatch):
                                                   MODULE_DIR / "AorticRootLandmarks.py")
     with pytest.raises(ImportError, match=r"needs 3D Slicer 5\.4 or later"):
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def test_export_corrected_case_for_training(scene, logic, phantom, tmp_path):
+    from AorticRootLandmarksLib.errors import InputError
+    from AorticRootLandmarksLib.io import read_manifest
+
+    image_path = tmp_path / "images" / "ct7.nii.gz"
+    volume = mrml.add_volume_from_sitk(scene, phantom.image, "ct7")
+    result = logic.showLandmarks(geometry.HINGE_NAMES, phantom.landmarks_lps)
+    with pytest.raises(InputError, match="save it first"):
+        logic.exportCaseForTraining(volume, result.fiducialNode, tmp_path / "manifest.csv")
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(str(image_path))
+    volume.SetAndObserveStorageNodeID(storage.GetID())
+    # an existing manifest of the analyst's, with a column of their own
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("image,RCC_x,RCC_y,RCC_z,LCC_x,LCC_y,LCC_z,NCC_x,NCC_y,NCC_z,reader\n"
+                        "images/ct1.nii.gz,1,2,3,4,5,6,7,8,9,anna\n", encoding="utf-8")
+    assert logic.exportCaseForTraining(volume, result.fiducialNode, manifest) is False  # added
+    corrected = phantom.landmarks_lps.copy()
+    corrected[1] += [0.0, 0.0, 2.5]  # the analyst moves LCC, exports again: the row is replaced
+    result.fiducialNode.SetNthControlPointPositionWorld(1, *frames.lps_to_ras(corrected[1]))
+    assert logic.exportCaseForTraining(volume, result.fiducialNode, manifest) is True
+    cases = read_manifest(manifest, check_images=False)
+    assert [c.case_id for c in cases] == ["ct1", "ct7"]
+    assert cases[1].image == image_path.resolve()
+    np.testing.assert_allclose(cases[1].landmarks_lps, corrected, atol=1e-3)  # LPS, 4 decimals
+    assert manifest.read_text(encoding="utf-8").splitlines()[1].endswith(",anna")  # the analyst's column stays
+    result.fiducialNode.UnsetNthControlPointPosition(2)
+    with pytest.raises(InputError, match="NCC"):
+        logic.exportCaseForTraining(volume, result.fiducialNode, manifest)
