@@ -9,6 +9,7 @@ Needs Slicer 5.4 or later (``parameterNodeWrapper``).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -153,6 +154,7 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
         self.ui.restoreButton.connect("clicked(bool)", self.onRestoreButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.saveButton.connect("clicked(bool)", self.onSaveButton)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelFolderChanged)
         self.ui.outputFiducialSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onFiducialNodeChanged)
         self.initializeParameterNode()
@@ -205,6 +207,7 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         fiducials = self._parameterNode.outputFiducials if self._parameterNode else None
         self.ui.restoreButton.enabled = bool(fiducials and mrml.detected_record(fiducials)) and not self._running
         self.ui.exportButton.enabled = hasInput and self.logic.hasHingePoints(fiducials) and not self._running
+        self.ui.saveButton.enabled = self.logic.hasHingePoints(fiducials) and not self._running
 
     def onFiducialNodeChanged(self, node):
         """Follow the selected point list: live plane/view updates and its numbers in the tables."""
@@ -252,6 +255,19 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             result = self.logic.restoreDetectedPositions(self._parameterNode.outputFiducials,
                                                          self._parameterNode.reorientViews)
             self.showResult(result)
+
+    def onSaveButton(self):
+        parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Folder to save the results in")
+        if not parent:
+            return
+        with slicer.util.tryWithErrorDisplay("Could not save the results.", waitCursor=True):
+            node = self._parameterNode.outputFiducials
+            folder = Path(parent) / f"{node.GetName()} results"
+            files = self.logic.saveResults(node, folder)
+            red = slicer.app.layoutManager().sliceWidget("Red")
+            if red is not None:  # the annulus view as the analyst sees it
+                red.sliceView().grab().save(str(folder / "annulus_view.png"))
+            self.ui.statusLabel.text = f"Saved {len(files)} files and the annulus view to {folder}."
 
     def onExportButton(self):
         path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), "Training manifest to add this case to",

@@ -177,6 +177,39 @@ class LandmarkLogic:
             mrml.reorient_slice_views(self.scene, plane, hinges[0])
         return result
 
+    def saveResults(self, fiducialNode, folder, force: bool = False) -> list[Path]:
+        """Write the point list and its annulus numbers into a new folder, all or nothing.
+
+        Files: ``<name>.mrk.json`` (Slicer markups, LPS), ``measurements.json`` (positions in world LPS mm, confidence,
+        measurements, C-arm views, or why there are none) and ``measurements.csv`` (one quantity per row).
+
+        Returns:
+            The written files.
+        """
+        import csv
+        import json
+
+        from .io import write_markups
+        from .outputs import atomic_output_dir
+
+        result = self.updateAnnulus(fiducialNode, reorientViews=False)
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in fiducialNode.GetName()) or "points"
+        record = {
+            "coordinate_system": "LPS", "units": "mm",
+            "landmarks": {n: {"position_lps": [round(float(v), 4) for v in p], "confidence": c}
+                          for n, p, c in zip(result.names, result.positionsLps, result.confidence, strict=True)},
+            "measurements": result.measurements, "implant_views": result.implantViews, "error": result.error,
+        }  # fmt: skip
+        rows = [(f"{n}_{axis}_lps_mm", f"{v:.3f}") for n, p in zip(result.names, result.positionsLps, strict=True)
+                for axis, v in zip("xyz", p, strict=True)]
+        rows += [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in (result.measurements or {}).items()]
+        with atomic_output_dir(folder, force) as tmp:
+            write_markups(tmp / f"{name}.mrk.json", result.names, result.positionsLps)
+            (tmp / "measurements.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+            with (tmp / "measurements.csv").open("w", newline="", encoding="utf-8") as handle:
+                csv.writer(handle).writerows([("quantity", "value"), *rows])
+        return [Path(folder) / f for f in (f"{name}.mrk.json", "measurements.json", "measurements.csv")]
+
     @staticmethod
     def exportCaseForTraining(volumeNode, fiducialNode, manifestPath) -> bool:
         """Write the volume's file and the point list's RCC/LCC/NCC (world LPS mm) as a row of a training manifest.

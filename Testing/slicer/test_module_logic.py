@@ -229,3 +229,28 @@ def test_export_corrected_case_for_training(scene, logic, phantom, tmp_path):
     result.fiducialNode.UnsetNthControlPointPosition(2)
     with pytest.raises(InputError, match="NCC"):
         logic.exportCaseForTraining(volume, result.fiducialNode, manifest)
+
+
+def test_save_results_writes_points_and_numbers_all_or_nothing(scene, logic, phantom, tmp_path):
+    import csv
+    import json
+
+    from AorticRootLandmarksLib.errors import InputError
+    from AorticRootLandmarksLib.io import read_markups
+
+    result = logic.showLandmarks(geometry.HINGE_NAMES, phantom.landmarks_lps, [0.9, 0.8, 0.3],
+                                 nodeName="CT 7 hinge points")
+    files = logic.saveResults(result.fiducialNode, tmp_path / "results")
+    assert [f.name for f in files] == ["CT_7_hinge_points.mrk.json", "measurements.json", "measurements.csv"]
+    labels, points = read_markups(files[0])
+    assert labels == ["RCC", "LCC", "NCC"]
+    np.testing.assert_allclose(points, phantom.landmarks_lps, atol=1e-3)
+    record = json.loads(files[1].read_text(encoding="utf-8"))
+    expected = geometry.annulus_measurements(phantom.landmarks_lps)["circumcircle_diameter_mm"]
+    assert record["measurements"]["circumcircle_diameter_mm"] == pytest.approx(expected)
+    assert record["landmarks"]["NCC"]["confidence"] == pytest.approx(0.3)
+    rows = dict(csv.reader(files[2].open(encoding="utf-8")))
+    assert float(rows["circumcircle_diameter_mm"]) == pytest.approx(expected)
+    assert float(rows["RCC_x_lps_mm"]) == pytest.approx(phantom.landmarks_lps[0, 0], abs=1e-3)
+    with pytest.raises(InputError, match="--force"):  # an existing folder is not overwritten
+        logic.saveResults(result.fiducialNode, tmp_path / "results")
