@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from . import qc
 from .grid import NetworkGrid, image_center_lps, make_grid, resample_to_grid
 from .inference import CONFIDENCE_TOLERANCE_VOXELS, ENSEMBLINGS, Ensemble, Progress, decode_peaks, predict_maps
-from .localize import RootLocation, locate_root
+from .localize import ROOT_NAME, RootLocation, locate_root
 from .typing import GridIndex, PointsLPS
 
 
@@ -167,9 +167,11 @@ def detect(
     indices, scores, fold_peaks = combine_folds(maps, ensemble.decoding, ensemble.ensembling)
     positions = grid.index_to_world(indices)
     fold_positions = grid.index_to_world(fold_peaks)
+    boundary = qc.boundary_score(image, positions)
+    boundary[[name == ROOT_NAME for name in ensemble.names]] = 1.0  # a localizer's root centre lies inside the lumen
     report = qc.assess(
         ensemble.names, positions, fold_positions, qc.peak_contrast(mean_map, indices),
-        qc.boundary_score(image, positions), qc.image_checks(image), location.found, location.reason,
+        boundary, qc.image_checks(image), location.found, location.reason,
     )
     if progress:
         progress(1.0, "done")

@@ -106,3 +106,14 @@ def test_a_lost_localizer_says_so():
 def test_the_localizer_target_is_the_hinge_centroid():
     points = np.array([[0.0, -10.0, 0.0], [8.66, 5.0, 0.0], [-8.66, 5.0, 3.0], [50.0, 50.0, 50.0]])
     np.testing.assert_allclose(root_from_landmarks(["RCC", "LCC", "NCC", "LCO"], points), [0.0, 0.0, 1.0])
+
+
+def test_a_localizers_root_is_not_judged_as_a_boundary_point():
+    # The root centre lies inside the lumen: the blood/tissue boundary term must not lower its confidence.
+    image = _image()  # uniform 0 HU: no boundary anywhere
+    centre = image_center_lps(image)
+    localizer = _localizer(image, centre)
+    root = detect(image, localizer).quality.points[0]
+    assert root.terms["boundary"] == pytest.approx(1.0)
+    stage = Ensemble(localizer.networks, {**localizer.meta, "landmarks": ["RCC"]}, torch.device("cpu"))
+    assert detect(image, stage).quality.points[0].terms["boundary"] < 1.0  # a hinge point there would be
