@@ -154,6 +154,9 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
         self.ui.restoreButton.connect("clicked(bool)", self.onRestoreButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.jumpButton.connect("clicked(bool)", lambda: self._onSelectedPoint(self.logic.jumpToPoint))
+        self.ui.restorePointButton.connect("clicked(bool)", lambda: self._onSelectedPoint(self.logic.restorePoint))
+        self.ui.undoButton.connect("clicked(bool)", self.onUndoButton)
         self.ui.saveButton.connect("clicked(bool)", self.onSaveButton)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelFolderChanged)
         self.ui.outputFiducialSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onFiducialNodeChanged)
@@ -208,6 +211,8 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self.ui.restoreButton.enabled = bool(fiducials and mrml.detected_record(fiducials)) and not self._running
         self.ui.exportButton.enabled = hasInput and self.logic.hasHingePoints(fiducials) and not self._running
         self.ui.saveButton.enabled = self.logic.hasHingePoints(fiducials) and not self._running
+        for button in (self.ui.jumpButton, self.ui.restorePointButton, self.ui.undoButton):
+            button.enabled = self.ui.saveButton.enabled
 
     def onFiducialNodeChanged(self, node):
         """Follow the selected point list: live plane/view updates and its numbers in the tables."""
@@ -255,6 +260,20 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             result = self.logic.restoreDetectedPositions(self._parameterNode.outputFiducials,
                                                          self._parameterNode.reorientViews)
             self.showResult(result)
+
+    def _onSelectedPoint(self, action) -> None:
+        """Run ``action(pointList, label)`` on the point selected in the results table."""
+        row = self.ui.resultsTable.currentRow()
+        item = self.ui.resultsTable.item(row, 0) if row >= 0 else None
+        if item is None:
+            self.ui.statusLabel.text = "Select a point in the table first."
+            return
+        with slicer.util.tryWithErrorDisplay("Could not do that for this point.", waitCursor=True):
+            action(self._parameterNode.outputFiducials, item.text())
+
+    def onUndoButton(self):
+        if not self.logic.undoLastMove(self._parameterNode.outputFiducials):
+            self.ui.statusLabel.text = "Nothing to undo."
 
     def onSaveButton(self):
         parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Folder to save the results in")

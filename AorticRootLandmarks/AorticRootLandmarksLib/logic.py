@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry, mrml
+from . import frames, geometry, mrml
 from .constants import HINGE_NAMES, LOW_CONFIDENCE
 from .errors import InputError
 
@@ -264,6 +264,31 @@ class LandmarkLogic:
                 callback(result)
 
         self._observers[fiducialNode.GetID()] = mrml.ControlPointObserver(fiducialNode, onPointsMoved)
+
+    def undoLastMove(self, fiducialNode) -> bool:
+        """Undo the last move of a point (a whole drag, or one scripted move) while live update follows the node.
+
+        Returns False when there is nothing to undo. Plane, views and numbers follow as for any move.
+        """
+        observer = self._observers.get(fiducialNode.GetID())
+        return observer.undo() if observer is not None else False
+
+    def restorePoint(self, fiducialNode, label: str) -> None:
+        """Move one point back to its detected position (the others stay as corrected)."""
+        record = mrml.detected_record(fiducialNode)
+        names, _, _ = mrml.get_control_points_lps(fiducialNode)
+        if record is None or label not in record["names"] or label not in names:
+            raise InputError(f"'{fiducialNode.GetName()}': no detected position of {label} to restore")
+        point = record["positions_lps"][record["names"].index(label)]
+        fiducialNode.SetNthControlPointPositionWorld(names.index(label), *frames.lps_to_ras(point))
+
+    def jumpToPoint(self, fiducialNode, label: str) -> None:
+        """Centre the slice views on one point, keeping their orientation and zoom."""
+        names, points = mrml.get_fiducials_lps(fiducialNode)
+        if label not in names:
+            raise InputError(f"'{fiducialNode.GetName()}': {label} has no position")
+        for node in mrml.get_slice_nodes(self.scene).values():
+            node.JumpSliceByCentering(*frames.lps_to_ras(points[names.index(label)]))
 
     def stopLiveUpdate(self, fiducialNode=None) -> None:
         """Stop following ``fiducialNode`` (None: all nodes)."""

@@ -232,7 +232,8 @@ class ControlPointObserver:
     moving. ``moved`` says whether any position (or defined/cleared state) changed since the last call: the caller
     reorients the views only then, so an analyst's scrolled or zoomed views stay where they are. The end of a drag
     calls back once more with ``dragging`` False and ``moved`` True if the drag moved anything. A change made inside
-    the callback does not call it again.
+    the callback does not call it again. Every completed move (a whole drag, or one scripted move) is remembered, so
+    :meth:`undo` puts the points back where they were before it.
 
     Example:
         >>> observer = ControlPointObserver(node, lambda node, dragging, moved: print(moved))
@@ -245,6 +246,8 @@ class ControlPointObserver:
         self._running = False
         self._last = self._positions()
         self._drag_start = self._last
+        self._history: list[tuple] = []
+        self._replaying = False
         events = slicer.vtkMRMLMarkupsNode
         self._tags = [
             node.AddObserver(events.PointStartInteractionEvent, self._on_start),
@@ -263,10 +266,34 @@ class ControlPointObserver:
 
     def _on_end(self, caller, event) -> None:
         self.dragging = False
-        self._call(moved=self._positions() != self._drag_start)
+        moved = self._positions() != self._drag_start
+        self._remember(self._drag_start, moved)
+        self._call(moved=moved)
 
     def _on_modified(self, caller, event) -> None:
-        self._call(moved=self._positions() != self._last)
+        moved = self._positions() != self._last
+        self._remember(self._last, moved and not self.dragging)
+        self._call(moved=moved)
+
+    def _remember(self, before: tuple, moved: bool) -> None:
+        if moved and not self._running and not self._replaying:
+            self._history.append(before)
+
+    def undo(self) -> bool:
+        """Put the points back where they were before the last completed move; False if there is none."""
+        if not self._history:
+            return False
+        points, defined = self._history.pop()
+        self._replaying = True
+        try:
+            for index, (point, is_defined) in enumerate(zip(points, defined, strict=True)):
+                if is_defined:
+                    self.node.SetNthControlPointPositionWorld(index, *lps_to_ras(point))
+                else:
+                    self.node.UnsetNthControlPointPosition(index)
+        finally:
+            self._replaying = False
+        return True
 
     def _call(self, moved: bool) -> None:
         if self._running:

@@ -222,3 +222,38 @@ def test_a_point_list_loaded_from_a_file_is_measured(scene, logic, tmp_path):
     result = logic.updateAnnulus(node)
     assert result.error == "" and result.measurements == geometry.annulus_measurements(HORIZONTAL)
     assert not logic.hasHingePoints(scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "other"))
+
+
+def test_undo_restore_one_point_and_jump_to(scene, logic):
+    result = logic.showLandmarks(NAMES, HORIZONTAL)
+    node = result.fiducialNode
+    logic.startLiveUpdate(node)
+    assert not logic.undoLastMove(node)  # nothing moved yet
+    events = slicer.vtkMRMLMarkupsNode
+    node.InvokeEvent(events.PointStartInteractionEvent)  # one drag of LCC, in two steps ...
+    for dz in (2.0, 5.0):
+        node.SetNthControlPointPositionWorld(1, *frames.lps_to_ras(HORIZONTAL[1] + [0.0, 0.0, dz]))
+    node.InvokeEvent(events.PointEndInteractionEvent)
+    node.SetNthControlPointPositionWorld(2, *frames.lps_to_ras(HORIZONTAL[2] + [1.0, 0.0, 0.0]))  # ... then NCC
+    assert logic.undoLastMove(node)  # NCC back, LCC still dragged
+    _, points = mrml.get_fiducials_lps(node)
+    np.testing.assert_allclose(points[2], HORIZONTAL[2], atol=1e-9)
+    np.testing.assert_allclose(points[1], HORIZONTAL[1] + [0.0, 0.0, 5.0], atol=1e-9)
+    assert logic.undoLastMove(node)  # the whole drag undone at once, not step by step
+    np.testing.assert_allclose(mrml.get_fiducials_lps(node)[1], HORIZONTAL, atol=1e-9)
+    assert not logic.undoLastMove(node)
+    np.testing.assert_allclose(mrml.get_plane_ras(result.planeNode)[1], [0.0, 0.0, 1.0], atol=1e-9)  # plane followed
+
+    node.SetNthControlPointPositionWorld(0, *frames.lps_to_ras(HORIZONTAL[0] + [0.0, 3.0, 0.0]))
+    node.SetNthControlPointPositionWorld(1, *frames.lps_to_ras(HORIZONTAL[1] + [0.0, 0.0, 3.0]))
+    logic.restorePoint(node, "LCC")  # one point back to the detection, the other correction stays
+    _, points = mrml.get_fiducials_lps(node)
+    np.testing.assert_allclose(points[1], HORIZONTAL[1], atol=1e-9)
+    np.testing.assert_allclose(points[0], HORIZONTAL[0] + [0.0, 3.0, 0.0], atol=1e-9)
+
+    red = mrml.get_slice_nodes(scene)["Red"]
+    orientation = mrml.slice_to_ras(red)[:3, :3].copy()
+    logic.jumpToPoint(node, "NCC")
+    ras = frames.lps_to_ras(HORIZONTAL[2])
+    np.testing.assert_allclose(mrml.ras_to_slice_xy(red, ras[None])[0, 2], 0.0, atol=1e-6)  # NCC on the slice
+    np.testing.assert_allclose(mrml.slice_to_ras(red)[:3, :3], orientation)  # orientation kept
