@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from AorticRootLandmarksLib.detection import combine_folds, place_grid
+from AorticRootLandmarksLib.detection import place_grid
 from AorticRootLandmarksLib.grid import make_grid, resample_to_grid
-from AorticRootLandmarksLib.inference import DECODINGS, ENSEMBLINGS, load_ensemble, predict_maps
+from AorticRootLandmarksLib.inference import DECODINGS, ENSEMBLINGS, combine_folds, load_ensemble, predict_maps
 from AorticRootLandmarksLib.io import read_image, read_manifest
 
 

@@ -21,7 +21,7 @@ import SimpleITK as sitk
 
 from . import qc
 from .grid import NetworkGrid, image_center_lps, make_grid, resample_to_grid
-from .inference import CONFIDENCE_TOLERANCE_VOXELS, ENSEMBLINGS, Ensemble, Progress, decode_peaks, predict_maps
+from .inference import CONFIDENCE_TOLERANCE_VOXELS, Ensemble, Progress, combine_folds, fold_spread, predict_maps
 from .localize import ROOT_NAME, RootLocation, locate_root
 from .typing import GridIndex, PointsLPS
 
@@ -95,33 +95,7 @@ class Detection:
 
 def fold_confidence(fold_peaks: np.ndarray, ensemble_peaks: np.ndarray) -> np.ndarray:
     """(F, K, 3) fold peaks and (K, 3) ensemble peaks, grid voxels -> (K,) confidence exp(-rms^2 / (2 tol^2))."""
-    rms = np.sqrt(np.mean(np.sum((fold_peaks - ensemble_peaks[None]) ** 2, axis=-1), axis=0))
-    return np.exp(-0.5 * (rms / CONFIDENCE_TOLERANCE_VOXELS) ** 2)
-
-
-def combine_folds(
-    maps: np.ndarray, decoding: str, ensembling: str = "maps"
-) -> tuple[GridIndex, np.ndarray, np.ndarray]:
-    """The ensemble's peaks from the fold maps.
-
-    Args:
-        maps: (F, K, X, Y, Z) fold maps on the network grid.
-        decoding: peak decoding (inference.DECODINGS).
-        ensembling: "maps": decode the mean map; "coordinates": average the folds' decoded peaks (the authors' way).
-
-    Returns:
-        (K, 3) ensemble grid index, (K,) mean-map value at the ensemble peak's voxel, (F, K, 3) fold grid indices.
-    """
-    if ensembling not in ENSEMBLINGS:
-        raise ValueError(f"unknown ensembling {ensembling!r}; choose from {ENSEMBLINGS}")
-    mean_map = maps.mean(axis=0)
-    fold_peaks = np.stack([decode_peaks(m, decoding)[0] for m in maps])
-    indices, scores = decode_peaks(mean_map, decoding)
-    if ensembling == "coordinates":
-        indices = fold_peaks.mean(axis=0)
-        voxel = np.clip(np.rint(indices).astype(int), 0, np.array(mean_map.shape[1:]) - 1)
-        scores = np.array([mean_map[k][tuple(v)] for k, v in enumerate(voxel)])
-    return indices, scores, fold_peaks
+    return np.exp(-0.5 * (fold_spread(ensemble_peaks, fold_peaks) / CONFIDENCE_TOLERANCE_VOXELS) ** 2)
 
 
 def place_grid(image: sitk.Image, ensemble: Ensemble, seed_lps: PointsLPS | None = None) -> RootLocation:

@@ -352,3 +352,35 @@ def decode_peaks(maps: np.ndarray, method: str = "argmax") -> tuple[GridIndex, n
             if curvature < 0:
                 peaks[k, axis] += float(np.clip(0.5 * (f_minus - f_plus) / curvature, -0.5, 0.5))
     return peaks, scores
+
+
+def fold_spread(positions: np.ndarray, fold_positions: np.ndarray) -> np.ndarray:
+    """(K,) RMS distance of the fold positions (F, K, 3) from the ensemble positions (K, 3), in their units
+    (grid voxels or world mm: both arrays in the same frame)."""
+    positions, folds = np.asarray(positions, dtype=np.float64), np.asarray(fold_positions, dtype=np.float64)
+    return np.sqrt(np.mean(np.sum((folds - positions[None]) ** 2, axis=-1), axis=0))
+
+
+def combine_folds(
+    maps: np.ndarray, decoding: str, ensembling: str = "maps"
+) -> tuple[GridIndex, np.ndarray, np.ndarray]:
+    """The ensemble's peaks from the fold maps.
+
+    Args:
+        maps: (F, K, X, Y, Z) fold maps on the network grid.
+        decoding: peak decoding (inference.DECODINGS).
+        ensembling: "maps": decode the mean map; "coordinates": average the folds' decoded peaks (the authors' way).
+
+    Returns:
+        (K, 3) ensemble grid index, (K,) mean-map value at the ensemble peak's voxel, (F, K, 3) fold grid indices.
+    """
+    if ensembling not in ENSEMBLINGS:
+        raise ValueError(f"unknown ensembling {ensembling!r}; choose from {ENSEMBLINGS}")
+    mean_map = maps.mean(axis=0)
+    fold_peaks = np.stack([decode_peaks(m, decoding)[0] for m in maps])
+    indices, scores = decode_peaks(mean_map, decoding)
+    if ensembling == "coordinates":
+        indices = fold_peaks.mean(axis=0)
+        voxel = np.clip(np.rint(indices).astype(int), 0, np.array(mean_map.shape[1:]) - 1)
+        scores = np.array([mean_map[k][tuple(v)] for k, v in enumerate(voxel)])
+    return indices, scores, fold_peaks

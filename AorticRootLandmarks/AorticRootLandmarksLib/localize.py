@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .grid import GridSpec, image_center_lps, make_grid, resample_to_grid
-from .inference import Ensemble, decode_peaks, predict_maps
+from .inference import Ensemble, combine_folds, fold_spread, predict_maps
 from .typing import PointsLPS
 
 #: The landmark a localizer learns: the centroid of the hinge points (the annulus centre).
@@ -78,10 +78,9 @@ def locate_root(image: sitk.Image, localizer: Ensemble) -> RootLocation:
     spec = localizer.grid_spec
     grid = make_grid(image, spec, image_center_lps(image))
     maps = predict_maps(localizer, resample_to_grid(image, grid, spec.window))
-    index, score = decode_peaks(maps.mean(axis=0), localizer.decoding)
+    index, score, fold_peaks = combine_folds(maps, localizer.decoding, localizer.ensembling)
     center = grid.index_to_world(index[0])
-    folds = np.stack([grid.index_to_world(decode_peaks(m, localizer.decoding)[0][0]) for m in maps])
-    spread = float(np.sqrt(np.mean(np.sum((folds - center) ** 2, axis=-1))))
+    spread = float(fold_spread(index, fold_peaks)[0]) * spec.spacing  # the grid is isotropic: voxels -> mm
     reason = ""
     if not _inside(image, center):
         reason = "the localizer's peak lies outside the image"

@@ -1,11 +1,11 @@
-"""detection.combine_folds: the two ways of ensembling fold models, on maps whose peaks are known by hand."""
+"""inference.combine_folds: the two ways of ensembling fold models, on maps whose peaks are known by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from AorticRootLandmarksLib.detection import combine_folds
+from AorticRootLandmarksLib.inference import combine_folds
 
 
 def parabola(shape, centre, height=0.0):

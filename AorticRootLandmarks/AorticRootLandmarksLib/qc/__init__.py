@@ -32,7 +32,6 @@ from .report import (
     QcSettings,
     QualityReport,
     assess,
-    fold_rms_mm,
 )
 from .signals import boundary_score, boundary_score_from_values, peak_contrast, sample_ball
 
@@ -51,7 +50,6 @@ __all__ = [
     "assess",
     "boundary_score",
     "boundary_score_from_values",
-    "fold_rms_mm",
     "geometry_checks",
     "image_checks",
     "peak_contrast",

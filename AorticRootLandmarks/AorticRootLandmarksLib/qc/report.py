@@ -55,6 +55,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..constants import HINGE_NAMES, LOW_CONFIDENCE
+from ..inference import fold_spread
 from ..typing import PointsLPS
 from .checks import Check, geometry_checks, rounded
 
@@ -206,13 +207,6 @@ def _hill_up(x: float, half: float, exponent: float) -> float:
     return float(x**exponent / (x**exponent + half**exponent))
 
 
-def fold_rms_mm(positions_lps: npt.ArrayLike, fold_positions_lps: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """(K,) RMS distance (mm) of the fold positions (F, K, 3) from the ensemble positions (K, 3), world LPS mm."""
-    positions = np.asarray(positions_lps, dtype=np.float64)
-    folds = np.asarray(fold_positions_lps, dtype=np.float64)
-    return np.sqrt(np.mean(np.sum((folds - positions[None]) ** 2, axis=-1), axis=0))
-
-
 _FAILED = "the case failed"
 
 
@@ -297,7 +291,7 @@ def assess(
     if folds is None or folds.shape[0] < 2:
         notes.append("one fold model: no fold agreement; confidence from peak contrast and boundary only")
     else:
-        rms = fold_rms_mm(positions, folds)
+        rms = fold_spread(positions, folds)  # world LPS mm
 
     if not image_check:
         notes.append("image not checked")
