@@ -55,7 +55,13 @@ from AorticRootLandmarksLib.io import Case, read_manifest, write_manifest
 from AorticRootLandmarksLib.localize import root_from_landmarks
 from AorticRootLandmarksLib.network import build_network as network_from_config
 from AorticRootLandmarksLib.network import check_grid_size
-from AorticRootLandmarksLib.outputs import atomic_output_dir, check_output_dir, is_tool_output, replacing_dir
+from AorticRootLandmarksLib.outputs import (
+    atomic_output_dir,
+    check_output_dir,
+    is_tool_output,
+    replacing_dir,
+    replacing_file,
+)
 from AorticRootLandmarksLib.progress import progress_bar
 
 from .augment import AugmentOptions
@@ -105,15 +111,13 @@ def validation_errors(network, samples: list[Sample], config: TrainConfig, devic
 
 def _save(state: dict, path: Path) -> None:
     """torch.save, atomically: a kill leaves the old file or the new one, never half of one."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with replacing_file(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _write_json(data: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with replacing_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _load_checkpoint(path: Path, network, optimizer, device) -> dict:
@@ -137,10 +141,8 @@ def _open_log(path: Path, start: int):
             rows = list(csv.reader(handle))[1:]
         # a row cut short by a kill has too few fields
         kept = [r for r in rows if len(r) == len(LOG_COLUMNS) and r[0].isdigit() and int(r[0]) < start]
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with replacing_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([LOG_COLUMNS, *kept])
-    tmp.replace(path)
     return path.open("a", newline="", encoding="utf-8")
 
 

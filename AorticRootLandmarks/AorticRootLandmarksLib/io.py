@@ -21,6 +21,7 @@ from .constants import DEFAULT_LANDMARKS
 from .errors import InputError
 from .frames import ras_to_lps
 from .image_checks import check_geometry, check_metaimage, check_nifti, check_slice_spacing
+from .outputs import replacing_file
 from .typing import PathLike, PointsLPS
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
@@ -341,12 +342,10 @@ def add_manifest_case(csv_path: PathLike, case: Case, landmarks: Sequence[str] =
     if quality_column:
         row[quality_column] = case.quality or ""
     rows.append(row)
-    tmp = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with replacing_file(csv_path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=header, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(csv_path)
     return len(rows) == before
 
 

@@ -136,6 +136,26 @@ def atomic_output_dir(path: PathLike, force: bool = False, inputs: Sequence[Path
 
 
 @contextlib.contextmanager
+def replacing_file(path: PathLike) -> Iterator[Path]:
+    """Write one file atomically: yield a hidden temporary sibling, which replaces `path` when the block succeeds.
+
+    A kill or an error leaves the old file (or none), never half of the new one.
+
+    Example:
+        >>> with replacing_file("run/fold0/done.json") as tmp:
+        ...     tmp.write_text("{}", encoding="utf-8")
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+
+
+@contextlib.contextmanager
 def replacing_dir(path: PathLike, force: bool = False, inputs: Sequence[PathLike] = ()) -> Iterator[Path]:
     """Write a folder in place (for long work); an old folder it replaces comes back if the block fails.
 

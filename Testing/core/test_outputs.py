@@ -117,3 +117,19 @@ def test_unwritable_or_impossible_places_are_one_line_errors(tmp_path):
         with atomic_output_dir(a_file / "sub" / "out"):
             pass
     assert a_file.read_text(encoding="utf-8") == "x"
+
+
+def test_replacing_file_keeps_the_old_file_when_writing_fails(tmp_path):
+    from AorticRootLandmarksLib.outputs import replacing_file
+
+    path = tmp_path / "done.json"
+    path.write_text("old", encoding="utf-8")
+    with pytest.raises(RuntimeError):
+        with replacing_file(path) as tmp:
+            tmp.write_text("half", encoding="utf-8")
+            raise RuntimeError("disk full")
+    assert _names(tmp_path) == ["done.json"] and path.read_text(encoding="utf-8") == "old"
+    with replacing_file(path) as tmp:
+        tmp.write_text("new", encoding="utf-8")
+        assert path.read_text(encoding="utf-8") == "old"  # nothing visible until the block ends
+    assert _names(tmp_path) == ["done.json"] and path.read_text(encoding="utf-8") == "new"
