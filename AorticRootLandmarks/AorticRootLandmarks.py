@@ -2,7 +2,8 @@
 
 Module, Widget (UI), Logic and Test (self-test on a synthetic phantom), as in Slicer's scripted-module template.
 The work is done in ``AorticRootLandmarksLib`` (numerics, and ``logic.LandmarkLogic`` for the Qt-free MRML work);
-this file holds the UI and what only the Slicer application has (installing torch through the PyTorch extension).
+this file holds the UI and what only the Slicer application has (installing torch through the PyTorch extension,
+the layout manager, screen capture). User-visible text goes through ``_()`` (Slicer's translation function).
 Needs Slicer 5.4 or later (``parameterNodeWrapper``).
 """
 
@@ -22,6 +23,8 @@ try:
     from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 except ImportError as error:  # Slicer < 5.4
     raise ImportError(f"AorticRootLandmarks needs 3D Slicer 5.4 or later (this Slicer has no {error.name})") from None
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -30,13 +33,49 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from AorticRootLandmarksLib import frames, geometry, mrml
-from AorticRootLandmarksLib.constants import HINGE_NAMES, LOW_CONFIDENCE
+from AorticRootLandmarksLib import frames, geometry, mrml, mrml_tables, mrml_views
+from AorticRootLandmarksLib.constants import HINGE_NAMES
 from AorticRootLandmarksLib.errors import InputError
-from AorticRootLandmarksLib.logic import BUNDLED, AnnulusResult, LandmarkLogic
+from AorticRootLandmarksLib.logic import (
+    BUNDLED,
+    AnnulusResult,
+    DetectionCancelled,
+    LandmarkLogic,
+    registerAnnulusLayout,
+)
 
 #: torch version the network code needs (weights_only loading, inference_mode).
 MINIMUM_TORCH = "2.1"
+#: The extension's name in the Extensions Manager (its CMake project).
+EXTENSION_NAME = "AorticRootLandmarks"
+
+
+def documentationUrl() -> str:
+    """Where the module's documentation is: the extension's homepage as the Extensions Manager knows it (set from
+    the extension's CMakeLists.txt), else the README.md of the source checkout this module runs from, else ""."""
+    try:
+        homepage = slicer.app.extensionsManagerModel().extensionMetadata(EXTENSION_NAME).get("homepage", "")
+    except AttributeError:  # no application (tests), or no Extensions Manager in this build
+        homepage = ""
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    return homepage or (readme.as_uri() if readme.is_file() else "")
+
+
+def documentationLink() -> str:
+    """The help text's paragraph that links to the documentation (:func:`documentationUrl`)."""
+    url = documentationUrl()
+    if not url:
+        return _("<p>Documentation: the README.md of the AorticRootLandmarks repository.</p>")
+    return _('<p>See the <a href="{url}">documentation</a> (README) for the workflow, the model and its limits.</p>'
+             ).format(url=url)
+
+
+def registerLayoutAtStartup() -> None:
+    """Register the annulus review layout with the application's layout manager (at startup, as SlicerHeart does,
+    so that a scene saved in this layout opens in it)."""
+    layoutManager = slicer.app.layoutManager()
+    if layoutManager is not None:  # None when Slicer runs without a main window
+        registerAnnulusLayout(layoutManager.layoutLogic().GetLayoutNode())
 
 
 class AorticRootLandmarks(ScriptedLoadableModule):
@@ -44,28 +83,31 @@ class AorticRootLandmarks(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Aortic Root Landmarks"
-        self.parent.categories = ["Cardiac"]
+        self.parent.title = _("Aortic Root Landmarks")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Cardiac")]
         self.parent.dependencies = []
-        self.parent.contributors = ["AorticRootLandmarks contributors"]
-        self.parent.helpText = """
+        self.parent.contributors = ["AorticRootLandmarks developers"]
+        self.parent.helpText = _("""
 Detects the three aortic-valve hinge points (nadirs of the right, left and non-coronary cusps) in a contrast CT with
 a 3D U-Net ensemble trained with the GLiP loss, shows the annulus plane, reorients the slice views to it and reports
-annulus measurements and C-arm implantation views. Drag a point to correct it: the plane, views and numbers follow.
-The bundled model is trained on synthetic phantoms; use a model trained on your data for real CT.
-"""
-        self.parent.acknowledgementText = """
+annulus measurements, coronary heights and C-arm implantation views. Drag, place or restore a point to correct it:
+the plane, views and numbers follow. The bundled model is trained on synthetic phantoms only; use a model trained
+on your data for real CT.
+""") + documentationLink()
+        self.parent.acknowledgementText = _("""
 Method: GLiP (optimal-transport critic with a grid Lipschitz penalty) for landmark heatmaps.
-"""
+""")
+        slicer.app.connect("startupCompleted()", registerLayoutAtStartup)
 
 
 @parameterNodeWrapper
 class AorticRootLandmarksParameterNode:
-    """GUI state saved with the scene.
+    """GUI state saved with the scene (nodes as node references, values as parameters of the module's node).
 
     inputVolume: CT to analyse. modelFolder: "bundled" or a model folder. device: auto/cpu/cuda.
     outputFiducials, outputPlane: nodes written by "Detect" (None: created). rootSeed: optional point list whose
     first point is roughly on the root (replaces the automatic search). reorientViews: move slice views.
+    refine: run the model's second stage (full-resolution patches) when it has one.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -75,6 +117,7 @@ class AorticRootLandmarksParameterNode:
     outputPlane: vtkMRMLMarkupsPlaneNode
     rootSeed: vtkMRMLMarkupsFiducialNode
     reorientViews: bool = True
+    refine: bool = True
 
 
 class AorticRootLandmarksLogic(ScriptedLoadableModuleLogic, LandmarkLogic):
@@ -127,8 +170,15 @@ class AorticRootLandmarksLogic(ScriptedLoadableModuleLogic, LandmarkLogic):
         return torchLogic.torch
 
 
+#: Columns of the points panel (``resultsTable``).
+POINT_COLUMNS = 6
+
+
 class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: inputs, Detect button with progress, results and measurement tables, Restore button."""
+    """The module panel: inputs, Detect/Cancel with progress, the points panel, the measurement table, file buttons.
+
+    It only wires the UI to the logic (``logic.LandmarkLogic``); what a button does is a logic method.
+    """
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -146,18 +196,26 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = AorticRootLandmarksLogic()
         self.ui.progressBar.hide()
+        self.ui.cancelButton.hide()
         self.ui.resultsTable.horizontalHeader().setSectionResizeMode(qt.QHeaderView.Stretch)
-        self.ui.measurementsTable.horizontalHeader().setSectionResizeMode(qt.QHeaderView.Stretch)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
-        self.ui.restoreButton.connect("clicked(bool)", self.onRestoreButton)
-        self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
-        self.ui.jumpButton.connect("clicked(bool)", lambda: self._onSelectedPoint(self.logic.jumpToPoint))
-        self.ui.restorePointButton.connect("clicked(bool)", lambda: self._onSelectedPoint(self.logic.restorePoint))
-        self.ui.undoButton.connect("clicked(bool)", self.onUndoButton)
-        self.ui.saveButton.connect("clicked(bool)", self.onSaveButton)
+        actions = {
+            self.ui.detectButton: self.onDetectButton,
+            self.ui.cancelButton: self.onCancelButton,
+            self.ui.restoreButton: self.onRestoreButton,
+            self.ui.jumpButton: lambda: self._onSelectedPoint(self.logic.jumpToPoint),
+            self.ui.placeButton: lambda: self._onSelectedPoint(self.onPlacePoint),
+            self.ui.restorePointButton: lambda: self._onSelectedPoint(self.logic.restorePoint),
+            self.ui.undoButton: self.onUndoButton,
+            self.ui.layoutButton: self.onLayoutButton,
+            self.ui.saveButton: self.onSaveButton,
+            self.ui.savePlanButton: self.onSavePlanButton,
+            self.ui.exportButton: self.onExportButton,
+        }
+        for button, action in actions.items():
+            button.connect("clicked(bool)", lambda checked, action=action: action())
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelFolderChanged)
         self.ui.outputFiducialSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onFiducialNodeChanged)
         self.initializeParameterNode()
@@ -196,37 +254,53 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.ui.modelPathLineEdit.currentPath = self._parameterNode.modelFolder
+            self.onModelFolderChanged(self._parameterNode.modelFolder)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
         self._updateButtons()
 
     def onModelFolderChanged(self, path):
+        """Remember the model; show the phantom warning and offer the second stage when the model has them."""
+        folder = path.strip() or BUNDLED
         if self._parameterNode:
-            self._parameterNode.modelFolder = path.strip() or BUNDLED
+            self._parameterNode.modelFolder = folder
+        self.ui.modelWarningLabel.text = _(
+            "This model was trained on synthetic phantoms only. It shows the workflow; it is not validated on patient "
+            "CT. Check every point; for patients, use a model trained and validated on your own data.")
+        self.ui.modelWarningLabel.visible = self.logic.modelTrainedOnPhantoms(folder)
+        self.ui.refineCheckBox.enabled = self.logic.modelHasSecondStage(folder)
 
     def _updateButtons(self, caller=None, event=None):
+        """Enable what can be done now; while detection runs, lock every input (only Cancel works)."""
+        running = self._running
         hasInput = bool(self._parameterNode and self._parameterNode.inputVolume)
-        self.ui.detectButton.enabled = hasInput and not self._running
-        self.ui.detectButton.toolTip = "Detect the hinge points" if hasInput else "Select a CT volume first"
         fiducials = self._parameterNode.outputFiducials if self._parameterNode else None
-        self.ui.restoreButton.enabled = bool(fiducials and mrml.detected_record(fiducials)) and not self._running
-        self.ui.exportButton.enabled = hasInput and self.logic.hasHingePoints(fiducials) and not self._running
-        self.ui.saveButton.enabled = self.logic.hasHingePoints(fiducials) and not self._running
-        for button in (self.ui.jumpButton, self.ui.restorePointButton, self.ui.undoButton):
-            button.enabled = self.ui.saveButton.enabled
+        hasPoints = self.logic.hasHingePoints(fiducials) and not running
+        self.ui.inputsCollapsibleButton.enabled = self.ui.outputsCollapsibleButton.enabled = not running
+        self.ui.detectButton.enabled = hasInput and not running
+        self.ui.detectButton.toolTip = _("Detect the hinge points") if hasInput else _("Select a CT volume first")
+        self.ui.cancelButton.visible = running
+        self.ui.restoreButton.enabled = bool(fiducials and mrml.detected_record(fiducials)) and not running
+        self.ui.exportButton.enabled = hasInput and hasPoints
+        self.ui.saveButton.enabled = self.ui.savePlanButton.enabled = hasPoints
+        for button in (self.ui.jumpButton, self.ui.placeButton, self.ui.restorePointButton, self.ui.undoButton):
+            button.enabled = bool(fiducials) and not running
 
     def onFiducialNodeChanged(self, node):
-        """Follow the selected point list: live plane/view updates and its numbers in the tables."""
+        """Follow the selected point list: live plane/view updates, its landmarks and numbers in the panel."""
         self.logic.stopLiveUpdate()
-        if self.logic.hasHingePoints(node):  # detected here, or any point list with RCC/LCC/NCC (e.g. loaded)
-            reorient = self._parameterNode.reorientViews if self._parameterNode else True
+        self.ui.measurementsTableView.setMRMLTableNode(None)
+        if node is not None:  # detected here, loaded from a file, or an empty list the analyst places points in
+            params = self._parameterNode
+            reorient = params.reorientViews if params else True
             self.logic.startLiveUpdate(node, reorient, callback=self.showResult)
-            self.showResult(self.logic.updateAnnulus(node, reorientViews=False))
+            volume = params.inputVolume if params and not mrml.linked_node(node, mrml.VOLUME_REFERENCE) else None
+            self.showResult(self.logic.updateAnnulus(node, reorientViews=False, volumeNode=volume))
         self._updateButtons()
 
     def _onProgress(self, fraction: float, message: str) -> None:
         self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.statusLabel.text = message
-        slicer.app.processEvents()  # keep the UI painted; a second click is ignored by the _running guard
+        self.ui.statusLabel.text = _("Detecting: {step}").format(step=message)
+        slicer.app.processEvents()  # keep the UI painted and let Cancel be clicked; inputs are locked meanwhile
 
     def onDetectButton(self):
         if self._running:
@@ -238,14 +312,16 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         params = self._parameterNode
         try:
             self.logic.stopLiveUpdate()
-            with slicer.util.tryWithErrorDisplay("Hinge-point detection failed.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Hinge-point detection failed."), waitCursor=True):
                 try:
                     result = self.logic.process(params.inputVolume, params.modelFolder, params.device,
                                                 params.outputFiducials, params.outputPlane, params.reorientViews,
-                                                progress=self._onProgress, seedNode=params.rootSeed)
-                except InputError as error:  # the user's to fix: one clear line, no traceback
+                                                progress=self._onProgress, seedNode=params.rootSeed,
+                                                stages=None if params.refine else 1)
+                except (InputError, DetectionCancelled) as error:  # the user's to fix, or asked: one line
                     self.ui.statusLabel.text = str(error)
-                    slicer.util.errorDisplay(str(error))
+                    if isinstance(error, InputError):
+                        slicer.util.errorDisplay(str(error))
                     return
                 params.outputFiducials, params.outputPlane = result.fiducialNode, result.planeNode
                 self.logic.startLiveUpdate(result.fiducialNode, params.reorientViews, callback=self.showResult)
@@ -255,92 +331,113 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             self.ui.progressBar.hide()
             self._updateButtons()
 
+    def onCancelButton(self):
+        self.logic.requestCancel()
+        self.ui.statusLabel.text = _("Cancelling after the current step...")
+
     def onRestoreButton(self):
-        with slicer.util.tryWithErrorDisplay("Could not restore the detected positions.", waitCursor=True):
-            result = self.logic.restoreDetectedPositions(self._parameterNode.outputFiducials,
-                                                         self._parameterNode.reorientViews)
-            self.showResult(result)
+        with slicer.util.tryWithErrorDisplay(_("Could not restore the detected positions."), waitCursor=True):
+            self.showResult(self.logic.restoreDetectedPositions(self._parameterNode.outputFiducials,
+                                                                self._parameterNode.reorientViews))
 
     def _onSelectedPoint(self, action) -> None:
-        """Run ``action(pointList, label)`` on the point selected in the results table."""
+        """Run ``action(pointList, label)`` on the landmark selected in the points panel."""
         row = self.ui.resultsTable.currentRow()
         item = self.ui.resultsTable.item(row, 0) if row >= 0 else None
         if item is None:
-            self.ui.statusLabel.text = "Select a point in the table first."
+            self.ui.statusLabel.text = _("Select a landmark in the table first.")
             return
-        with slicer.util.tryWithErrorDisplay("Could not do that for this point.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not do that for this point."), waitCursor=True):
             action(self._parameterNode.outputFiducials, item.text())
+
+    def onPlacePoint(self, node, label: str) -> None:
+        self.logic.placePoint(node, label)
+        self.ui.statusLabel.text = _("Click in a view where {label} belongs.").format(label=label)
 
     def onUndoButton(self):
         if not self.logic.undoLastMove(self._parameterNode.outputFiducials):
-            self.ui.statusLabel.text = "Nothing to undo."
+            self.ui.statusLabel.text = _("Nothing to undo.")
+
+    def onLayoutButton(self):
+        layoutNode = slicer.app.layoutManager().layoutLogic().GetLayoutNode()
+        self.logic.showAnnulusLayout(layoutNode, self._parameterNode.outputFiducials)
+        slicer.app.processEvents()  # lay the views out before anything captures them
+
+    def _pickFolder(self, title: str) -> str:
+        return qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), title)
 
     def onSaveButton(self):
-        parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Folder to save the results in")
+        parent = self._pickFolder(_("Folder to save the results in"))
         if not parent:
             return
-        with slicer.util.tryWithErrorDisplay("Could not save the results.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not save the results."), waitCursor=True):
+            import ScreenCapture
+
             node = self._parameterNode.outputFiducials
             folder = Path(parent) / f"{node.GetName()} results"
-            files = self.logic.saveResults(node, folder)
-            red = slicer.app.layoutManager().sliceWidget("Red")
-            if red is not None:  # the annulus view as the analyst sees it
-                red.sliceView().grab().save(str(folder / "annulus_view.png"))
-            self.ui.statusLabel.text = f"Saved {len(files)} files and the annulus view to {folder}."
+            self.onLayoutButton()  # the picture shows the annulus views, table and S-curve
+            capture = ScreenCapture.ScreenCaptureLogic().captureImageFromView  # None: the whole view layout
+            files = self.logic.saveResults(node, folder, screenshot=lambda path: capture(None, str(path)))
+            self.ui.statusLabel.text = _("Saved {count} files to {folder}.").format(count=len(files), folder=folder)
+
+    def onSavePlanButton(self):
+        parent = self._pickFolder(_("Folder to save the plan in"))
+        if not parent:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not save the plan."), waitCursor=True):
+            node = self._parameterNode.outputFiducials
+            plan, files = self.logic.savePlan(node, Path(parent) / f"{node.GetName()} plan")
+            self.ui.statusLabel.text = _("Saved {files}. {summary}").format(
+                files=", ".join(str(f) for f in files), summary=plan.summary())
 
     def onExportButton(self):
-        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), "Training manifest to add this case to",
-                                              "manifest.csv", "Manifest (*.csv)")
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Training manifest to add this case to"),
+                                              "manifest.csv", _("Manifest (*.csv)"))
         if not path:
             return
-        with slicer.util.tryWithErrorDisplay("Could not export the case.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not export the case."), waitCursor=True):
             params = self._parameterNode
             replaced = self.logic.exportCaseForTraining(params.inputVolume, params.outputFiducials, path)
-            self.ui.statusLabel.text = f"{'Replaced' if replaced else 'Added'} this case in {path}."
+            message = _("Replaced this case in {path}.") if replaced else _("Added this case to {path}.")
+            self.ui.statusLabel.text = message.format(path=path)
 
     def showResult(self, result: AnnulusResult) -> None:
-        """Fill the landmark table (RAS, confidence; low ones flagged) and the measurement table."""
-        positionsRas = frames.lps_to_ras(result.positionsLps)
+        """Fill the points panel (position RAS, confidence, verdict), show the measurement table, say the status."""
         table = self.ui.resultsTable
-        table.setRowCount(len(result.names))
-        for row, (name, ras, conf) in enumerate(zip(result.names, positionsRas, result.confidence, strict=True)):
-            low = conf is not None and conf < LOW_CONFIDENCE
-            cells = [name, *(f"{v:.1f}" for v in ras), "-" if conf is None else f"{conf:.2f}" + (" low" if low else "")]
+        table.setRowCount(len(result.points))
+        for row, point in enumerate(result.points):
+            ras = frames.lps_to_ras(point.positionLps) if point.positionLps is not None else [None] * 3
+            cells = [point.name, *("" if v is None else f"{v:.1f}" for v in ras),
+                     "" if point.confidence is None else f"{point.confidence:.2f}", point.verdict]
             for column, text in enumerate(cells):
                 item = qt.QTableWidgetItem(text)
-                if low:
+                item.setToolTip(point.reason)
+                if point.verdict in ("review", "missing"):
                     item.setBackground(qt.QBrush(qt.QColor(255, 200, 200)))
-                    item.setToolTip("Low confidence: check this point and drag it if needed")
                 table.setItem(row, column, item)
-        rows = []
-        if result.measurements:
-            m = result.measurements
-            rows += [("Circumcircle diameter", f"{m['circumcircle_diameter_mm']:.1f} mm"),
-                     ("Circumcircle perimeter", f"{m['circumcircle_perimeter_mm']:.1f} mm"),
-                     ("Circumcircle area", f"{m['circumcircle_area_mm2']:.0f} mm²")]
-            labels = {"three_cusp": "Three-cusp view", "cusp_overlap": "Cusp-overlap view"}
-            rows += [(labels[key], formatCarmAngles(*angles)) for key, angles in result.implantViews.items()]
-        self.ui.measurementsTable.setRowCount(len(rows))
-        for row, (label, value) in enumerate(rows):
-            self.ui.measurementsTable.setItem(row, 0, qt.QTableWidgetItem(label))
-            self.ui.measurementsTable.setItem(row, 1, qt.QTableWidgetItem(value))
+        self.ui.measurementsTableView.setMRMLTableNode(result.tableNode)
+        self.ui.carmLabel.text = "; ".join(f"{label}: {angles.label}" for label, angles in (
+            (_("Three-cusp view"), (result.implantViews or {}).get("three_cusp")),
+            (_("Cusp-overlap view"), (result.implantViews or {}).get("cusp_overlap"))) if angles is not None)
+        self.ui.statusLabel.text = self._status(result)
+
+    @staticmethod
+    def _status(result: AnnulusResult) -> str:
         status = result.error
         if not status and result.detection is not None:
-            status = f"Detected in {result.detection.seconds:.1f} s on {result.detection.device}."
+            status = _("Detected in {seconds:.1f} s on {device}.").format(seconds=result.detection.seconds,
+                                                                         device=result.detection.device)
         if result.verdict and result.verdict != "ok":
-            status += f" Quality check: {result.qualitySummary}."
+            status += " " + _("Quality check: {summary}.").format(summary=result.qualitySummary)
             if result.verdict == "failed":
-                slicer.util.warningDisplay(f"No usable hinge points: {result.qualitySummary}. Check the image, or "
-                                           "place a root seed point and detect again.")
+                slicer.util.warningDisplay(_("No usable hinge points: {summary}. Check the image, or place a root "
+                                             "seed point and detect again.").format(summary=result.qualitySummary))
         elif result.lowConfidence:
-            status += f" Low confidence: {', '.join(result.lowConfidence)}; check before measuring."
-        self.ui.statusLabel.text = status.strip()
-
-
-def formatCarmAngles(laoDeg: float, cranDeg: float) -> str:
-    """C-arm angulation as a cath-lab label, e.g. (-12.3, 8.0) -> 'RAO 12° CRA 8°'."""
-    return (f"{'LAO' if laoDeg >= 0 else 'RAO'} {abs(laoDeg):.0f}° "
-            f"{'CRA' if cranDeg >= 0 else 'CAU'} {abs(cranDeg):.0f}°")
+            status += " " + _("Low confidence: {labels}; check before measuring.").format(
+                labels=", ".join(result.lowConfidence))
+        if result.lumen is not None and not result.lumen.ok:
+            status += " " + _("Lumen not measured: {reason}.").format(reason=result.lumen.reason)
+        return status.strip()
 
 
 class AorticRootLandmarksTest(ScriptedLoadableModuleTest):
@@ -374,8 +471,14 @@ class AorticRootLandmarksTest(ScriptedLoadableModuleTest):
         center, normal = mrml.get_plane_ras(result.planeNode)
         np.testing.assert_allclose(center, frames.lps_to_ras(plane.center), atol=1e-6)
         np.testing.assert_allclose(normal, frames.lps_to_ras(plane.normal), atol=1e-6)
-        red = mrml.get_slice_nodes(slicer.mrmlScene)["Red"]
-        np.testing.assert_allclose(mrml.slice_to_ras(red)[:3, 2], frames.lps_to_ras(plane.normal), atol=1e-6)
+        red = mrml_views.get_slice_nodes(slicer.mrmlScene)["Red"]
+        np.testing.assert_allclose(mrml_views.slice_to_ras(red)[:3, 2], frames.lps_to_ras(plane.normal), atol=1e-6)
+
+        self.delayDisplay("Measurement table and the verdict of each point")
+        rows = {label: value for label, value, _ in mrml_tables.read_measurement_table(result.tableNode)}
+        expected = geometry.annulus_measurements(case.landmarks_lps)["circumcircle_diameter_mm"]
+        self.assertAlmostEqual(rows["Circumcircle diameter"], expected, places=6)
+        self.assertEqual([p.verdict for p in result.points[:3]], ["ok", "ok", "review"])
 
         self.delayDisplay("Drag a point: the plane follows; then restore")
         logic.startLiveUpdate(result.fiducialNode)

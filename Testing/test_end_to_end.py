@@ -82,9 +82,11 @@ def test_bad_input_is_one_line_and_leaves_nothing(run, tmp_path):
     assert not (tmp_path / "out").exists()
     # an existing output folder is refused without --force, and left as it was
     first_image = sorted((run / "data" / "images").iterdir())[0]
+    before = sorted(p.name for p in (run / "det").iterdir())
+    assert len([n for n in before if n.endswith(".mrk.json")]) == 6 and "index.html" in before
     result = cli("detect", first_image, "--out", run / "det", "--model", run / "run")
     assert result.returncode == 2 and "--force" in result.stderr
-    assert len(list((run / "det").glob("*.json"))) == 12
+    assert sorted(p.name for p in (run / "det").iterdir()) == before
     # a manifest with a NaN coordinate
     bad = tmp_path / "bad.csv"
     text = (run / "data" / "manifest.csv").read_text(encoding="utf-8").splitlines()

@@ -65,7 +65,16 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             nargs = len(default) if isinstance(default, list) else "+"  # fixed-length lists: size, window, ranges
             parser.add_argument(flag, type=kind.__args__[0], nargs=nargs, help=text)
         else:
-            parser.add_argument(flag, type=kind, choices=choices, help=text)
+            aliases = item.metadata.get("aliases", ())  # e.g. --from for --from-run
+            kind = _stage_name if item.name == "stage" else kind
+            parser.add_argument(flag, *aliases, type=kind, choices=choices, help=text)
+
+
+def _stage_name(text: str) -> str:
+    """--stage 1 / 2 are the landmark model / its second stage (training.config.STAGE_NUMBERS)."""
+    from training.config import STAGE_NUMBERS
+
+    return STAGE_NUMBERS.get(text, text)
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
@@ -118,13 +127,33 @@ def cmd_detect(args) -> None:
     from AorticRootLandmarksLib.batch import detect_files, verdict_counts
 
     detections = detect_files(args.images, args.out, args.model, args.device, force=args.force,
-                              accept_slice_gaps=args.accept_slice_gaps)
-    print(f"wrote {len(detections)} detection(s) (.json and Slicer .mrk.json, LPS) to {args.out}: "
+                              accept_slice_gaps=args.accept_slice_gaps, stages=args.stages, plan=not args.no_plan)
+    plans = "" if args.no_plan else ", plans (.plan.json, .plan.png) and index.html"
+    print(f"wrote {len(detections)} detection(s) (.json and Slicer .mrk.json, LPS){plans} to {args.out}: "
           f"{verdict_counts(detections)}")
+    if not args.no_plan:
+        print(_disclaimer())
     failed = [name for name, d in detections.items() if d.verdict == "failed"]
     if failed:
         print(f"WARNING: no usable hinge points in {', '.join(failed)} (see 'quality' in the JSON); "
               "check the image, or give the root's position", file=sys.stderr)
+
+
+def _disclaimer() -> str:
+    from AorticRootLandmarksLib.plan import DISCLAIMER
+
+    return DISCLAIMER
+
+
+def cmd_plan(args) -> None:
+    from AorticRootLandmarksLib.io import case_id
+    from AorticRootLandmarksLib.plan import plan_files
+
+    out = args.out or Path(f"{case_id(args.image)}-plan")
+    plan = plan_files(args.image, args.landmarks, out, force=args.force, figure=not args.no_figure,
+                      accept_slice_gaps=args.accept_slice_gaps)
+    files = f"{plan.case}.plan.json" + ("" if args.no_figure else f" and {plan.case}.plan.png")
+    print(f"wrote {files} to {out}\n{plan.summary()}\n{_disclaimer()}")
 
 
 def _base_config(args, **fields):
@@ -147,15 +176,51 @@ def cmd_train(args) -> None:
     print(f"run folder: {run}\nmodel: {run / 'model'}")
 
 
+def add_execution_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of training.sweep_spec.Execution (how a sweep runs); unset flags are None."""
+    import typing
+
+    from training.sweep_spec import Execution
+
+    for item in dataclasses.fields(Execution):
+        hint = typing.get_type_hints(Execution)[item.name]
+        kind = next(a for a in typing.get_args(hint) if a is not type(None)) if typing.get_args(hint) else hint
+        flag = "--" + item.name.replace("_", "-")
+        text = item.metadata["help"] + ("" if item.default is None else f" (default: {item.default})")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            metavar = {"ray": "WHERE", "asha_grace": "EPOCHS"}.get(item.name, "N")
+            parser.add_argument(flag, type=kind, metavar=metavar, help=text)
+
+
 def cmd_sweep(args) -> None:
     from training.sweep import sweep
+    from training.sweep_spec import Execution, is_spec, read_spec
 
     grid = sweep_grid(args)
-    if not grid:
+    if is_spec(args.manifest):  # aortic-root sweep SPEC.yaml --out DIR
+        if grid or args.config:
+            raise InputError(f"{args.manifest}: a sweep spec holds the grid and the settings; give no --config "
+                             "or setting flags with it")  # fmt: skip
+        spec = read_spec(args.manifest)
+        base, grid, execution = spec.base, spec.grid, spec.execution
+    elif not grid:
         raise InputError("sweep: give at least one setting with comma-separated values, e.g. --loss glip,wce")
-    base = _base_config(args, manifest=str(args.manifest))
-    summary = sweep(base, grid, args.out, force=args.force, resume=args.resume)
-    print(f"sweep summary: {summary} and {summary.with_suffix('.png')}")
+    else:
+        base, execution = _base_config(args, manifest=str(args.manifest)), Execution()
+    given = {item.name: getattr(args, item.name) for item in dataclasses.fields(Execution)}
+    execution = dataclasses.replace(execution, **{k: v for k, v in given.items() if v is not None})
+    summary = sweep(base, grid, args.out, force=args.force, resume=args.resume, execution=execution)
+    print(f"sweep summary: {summary} and {summary.with_suffix('.png')}\n"
+          f"results per loss (chosen by cross-validation, on the test split): {summary.parent / 'results.md'}")
+
+
+def cmd_figures(args) -> None:
+    from training.figures import figures
+
+    index = figures(args.sweep_dir, args.out, force=args.force)
+    print(f"figures (PNG and SVG) and their index: {index}")
 
 
 def cmd_evaluate(args) -> None:
@@ -179,9 +244,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     _add_force(p)
 
 
-def _add_run_options(p: argparse.ArgumentParser, what: str, resume_help: str) -> None:
+def _add_run_options(p: argparse.ArgumentParser, what: str, resume_help: str, source="dataset manifest CSV") -> None:
     """The options train and sweep share: manifest, output folder, config file, --force, --resume."""
-    p.add_argument("manifest", type=_existing, help="dataset manifest CSV")
+    p.add_argument("manifest", type=_existing, help=source)
     p.add_argument("--out", type=Path, required=True, help=f"{what} folder")
     p.add_argument("--config", type=_existing, help="YAML config (keys: docs/train_config.yaml); flags override it")
     _add_force(p)
@@ -229,18 +294,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--accept-slice-gaps", action="store_true",
                    help="read a DICOM series with missing slices or uneven spacing instead of refusing it")
+    p.add_argument("--stages", type=int, choices=(1, 2),
+                   help="1: first stage only; 2: also refine each point on a full-resolution patch (the model must "
+                        "have a second stage); default: every stage the model has")
+    p.add_argument("--no-plan", action="store_true",
+                   help="skip the plans (<case>.plan.json, <case>.plan.png) and index.html (saves ~0.6 s per case)")
     _add_model_options(p)
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("plan", help="TAVI plan (annulus, coronary heights, C-arm views) from given landmarks")
+    p.add_argument("image", type=Path, metavar="IMAGE", help="image file or DICOM series folder")
+    p.add_argument("--landmarks", type=Path, required=True, metavar="FILE.mrk.json",
+                   help="Slicer markups file with RCC, LCC, NCC (and optionally LCO, RCO), e.g. corrected points")
+    p.add_argument("--out", type=Path, help="output folder (default: <case>-plan)")
+    p.add_argument("--no-figure", action="store_true", help="write only <case>.plan.json, not the PNG figure")
+    p.add_argument("--accept-slice-gaps", action="store_true",
+                   help="read a DICOM series with missing slices or uneven spacing instead of refusing it")
+    _add_force(p)
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("train", help="train a fold ensemble with cross-validation and export it")
     _add_run_options(p, "run", "continue an interrupted run in --out from its checkpoints, with its saved config.yaml")
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sweep", help="train one run per combination of settings and compare them")
-    _add_run_options(p, "sweep", "continue an interrupted sweep in --out (same settings): skip finished runs")
+    p = sub.add_parser("sweep", help="train one run per combination of settings, choose per loss, test the chosen")
+    _add_run_options(p, "sweep", "continue an interrupted sweep in --out (same settings): skip finished runs",
+                     "a sweep spec (.yaml: manifest, settings, grid; docs/sweep_example.yaml) or a dataset manifest "
+                     "CSV with the grid as flags")  # fmt: skip
     add_sweep_flags(p)
+    add_execution_flags(p)
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("figures", help="the paper's figures from a sweep folder (PNG, SVG and index.md)")
+    p.add_argument("sweep_dir", type=_existing, metavar="SWEEP_DIR", help="a folder written by aortic-root sweep")
+    p.add_argument("--out", type=Path, help="output folder (default: SWEEP_DIR/figures)")
+    _add_force(p)
+    p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("evaluate", help="landmark errors, plane metrics and detection rates against a manifest")
     p.add_argument("pred_dir", type=_existing, metavar="PRED_DIR", help="folder of <case>.json from detect")

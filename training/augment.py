@@ -111,22 +111,41 @@ def transform_points(points: np.ndarray, affine: Affine) -> np.ndarray:
     return (points - affine.centre) @ affine.matrix.T + affine.centre + affine.translation
 
 
-def warp_volume(volume: torch.Tensor, affine: Affine) -> torch.Tensor:
+def warp_volume(volume: torch.Tensor, affine: Affine, size=None) -> torch.Tensor:
     """Resample (X, Y, Z) once so that what was at input index p is at output index q (see :class:`Affine`).
 
     Output q reads the input at ``M^-1 (q - c - t) + c``, trilinearly; outside the input is 0 (air after windowing).
+
+    Args:
+        volume: (X, Y, Z) input.
+        affine: input index -> output index.
+        size: (X', Y', Z') of the output; default the input's. A smaller output with a translation cuts a patch out
+            of the warped input (training/patches.py).
     """
-    size = np.array(volume.shape, float)
-    half = (size - 1) / 2  # normalised coordinate n = (index - half) / half (align_corners=True)
+    half_in = (np.array(volume.shape, float) - 1) / 2  # normalised n = (index - half) / half (align_corners=True)
+    out_shape = tuple(int(n) for n in (volume.shape if size is None else size))
+    half_out = (np.array(out_shape, float) - 1) / 2
     inverse = np.linalg.inv(affine.matrix)
-    linear = inverse * half[None, :] / half[:, None]  # S^-1 M^-1 S
-    offset = (inverse @ (half - affine.centre - affine.translation) + affine.centre - half) / half
+    linear = inverse * half_out[None, :] / half_in[:, None]  # S_in^-1 M^-1 S_out
+    offset = (inverse @ (half_out - affine.centre - affine.translation) + affine.centre - half_in) / half_in
     # affine_grid and grid_sample order the last axis (W, H, D) = (z, y, x) for a tensor laid out (D, H, W)
     theta = np.concatenate([linear[::-1, ::-1], offset[::-1, None]], axis=1)
-    shape = (1, 1, *volume.shape)
-    grid = F.affine_grid(torch.as_tensor(theta.copy(), dtype=torch.float32)[None], shape, align_corners=True)
-    out = F.grid_sample(volume.reshape(shape).float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    grid = F.affine_grid(torch.as_tensor(theta.copy(), dtype=torch.float32)[None], (1, 1, *out_shape),
+                         align_corners=True)  # fmt: skip
+    source = volume.reshape(1, 1, *volume.shape).float()
+    out = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out[0, 0]
+
+
+def random_rotation_scale(rng: np.random.Generator, options: AugmentOptions) -> np.ndarray:
+    """(3, 3) rotation (uniform axis, angle uniform in +-rotation_deg) @ diag(scale) (isotropic in scale_range, each
+    axis varied by up to +-anisotropy, clipped to the range)."""
+    # the same draws whatever the options, so a run's other numbers do not depend on them
+    axis, angle = rng.normal(size=3), rng.uniform(-1, 1) * options.rotation_deg
+    iso, aniso = rng.uniform(), rng.uniform(size=3)
+    low, high = options.scale_range
+    scale = np.clip((low + (high - low) * iso) * (1 + options.anisotropy * (2 * aniso - 1)), low, high)
+    return rotation_matrix(axis, angle) @ np.diag(scale)
 
 
 def random_affine(rng: np.random.Generator, points: np.ndarray, size, options: AugmentOptions) -> Affine:
@@ -137,12 +156,8 @@ def random_affine(rng: np.random.Generator, points: np.ndarray, size, options: A
         points: (K, 3) grid index of the landmarks (the centre; rows with NaN are ignored).
         size: (X, Y, Z) grid size in voxels.
     """
-    # the same draws whatever the options, so a run's other numbers do not depend on them
-    axis, angle = rng.normal(size=3), rng.uniform(-1, 1) * options.rotation_deg
-    iso, aniso, where = rng.uniform(), rng.uniform(size=3), rng.uniform(size=3)
-    low, high = options.scale_range
-    scale = np.clip((low + (high - low) * iso) * (1 + options.anisotropy * (2 * aniso - 1)), low, high)
-    matrix = rotation_matrix(axis, angle) @ np.diag(scale)
+    matrix = random_rotation_scale(rng, options)
+    where = rng.uniform(size=3)
     points = np.asarray(points, float)
     finite = points[np.isfinite(points).all(axis=1)]
     last = np.asarray(size, float) - 1
@@ -265,6 +280,20 @@ def augment_sample(volume: torch.Tensor, points: np.ndarray, rng: np.random.Gene
     part = dict(zip(PARTS, rng.spawn(len(PARTS)), strict=True))  # each part's stream; each first draws if it happens
     affine = random_affine(part["spatial"], points, volume.shape, options)
     volume, points = warp_volume(volume, affine), transform_points(points, affine)
+    return augment_intensity(volume, part, options), points
+
+
+def augment_intensity(volume: torch.Tensor, part: dict, options: AugmentOptions) -> torch.Tensor:
+    """The intensity part of :func:`augment_sample`: contrast, scale/offset, gamma, blur, thick slices, noise.
+
+    Args:
+        volume: (X, Y, Z) float32 windowed values in [0, 1].
+        part: {name: np.random.Generator} for the parts of :data:`PARTS` (all but "spatial" are used here).
+        options: ranges and probabilities (blur and slice thickness in voxels of this volume).
+
+    Returns:
+        (X, Y, Z) float32 in [0, 1].
+    """
     window = options.window
     if part["contrast"].uniform() < options.contrast_prob:
         volume = blood_contrast(volume, _log_uniform(part["contrast"], options.contrast_range), window)
@@ -281,7 +310,7 @@ def augment_sample(volume: torch.Tensor, points: np.ndarray, rng: np.random.Gene
     if part["noise"].uniform() < options.noise_prob:
         generator = torch.Generator().manual_seed(int(part["noise"].integers(2**63 - 1)))
         volume = add_noise(volume, part["noise"].uniform(0, options.noise_hu), window, generator)
-    return volume.clamp(0, 1), points
+    return volume.clamp(0, 1)
 
 
 def _log_uniform(rng: np.random.Generator, value_range) -> float:

@@ -27,21 +27,39 @@ from AorticRootLandmarksLib.localize import LOCALIZER_SPEC, ROOT_NAME
 LOSSES = ("glip", "ot", "wce", "focal", "mse", "l1", "sl1")
 #: Per-axis target slope c of the grid penalty by name: 1/sqrt(3) (the authors' code) or 1 (the paper's text).
 PENALTY_TARGETS = {"sqrt3": 1.0 / math.sqrt(3.0), "one": 1.0}
-#: What a run trains: the landmark (hinge-point) model, or the localizer (localize.py) that centres its grid.
-STAGES = ("landmarks", "localizer")
+#: How the OT term of glip/ot is reduced over the minibatch (training/losses.py ot_term): "minibatch" (this project)
+#: or "authors" (the authors' code: the same term divided by the batch size B, so their lambda is ours / B).
+OT_REDUCTIONS = ("minibatch", "authors")
+#: What a run trains: the landmark (hinge-point) model, the localizer (localize.py) that centres its grid, or the
+#: second stage (refine.py) that refines each landmark on a full-resolution patch around the first stage's point.
+STAGES = ("landmarks", "localizer", "refine")
+#: Stage numbers ``--stage`` also takes: 1 is the landmark model, 2 its second stage.
+STAGE_NUMBERS = {"1": "landmarks", "2": "refine"}
 #: Settings of a ``--stage localizer`` run that differ from the defaults: a coarse grid over the whole scan, one
 #: blurred target (the hinge-point centroid), large translations so the root may lie anywhere in the scan.
 LOCALIZER_DEFAULTS = {
     "spacing": LOCALIZER_SPEC.spacing, "size": list(LOCALIZER_SPEC.size), "sigma": 8.0, "folds": 2,
     "translation_mm": 150.0, "rotation_deg": 15.0, "name": "aortic-root-localizer",
 }  # fmt: skip
+#: Settings of a ``--stage refine`` run that differ from the defaults: the network grid is the patch, 40^3 voxels of
+#: 0.5 mm (20 mm a side) around each first-stage point; a small U-Net (~0.1 M weights per landmark); rotations and
+#: scaling a little milder than the first stage's (the patch is cut from a region large enough for them, so no
+#: padding enters it); blur and thick slices in patch voxels of 0.5 mm (up to 1 mm and 2 mm, as the first stage's
+#: 1.2 and 2.5 voxels of 1.6 mm are 1.9 and 4 mm, too coarse for a 0.5 mm patch).
+REFINE_DEFAULTS = {
+    "spacing": 0.5, "size": [40, 40, 40], "features": [8, 16, 32], "rotation_deg": 15.0, "scale_range": [0.9, 1.1],
+    "blur_sigma": 2.0, "downsample_factor": 4.0, "batch_size": 4, "epochs": 30, "name": "aortic-root-refine",
+}  # fmt: skip
+#: Settings a ``--stage refine`` run takes from its stage-1 run (``from_run``) unless given: the landmarks, the
+#: intensity window, and what defines the split (the stage-1 run's split.json is used as it is).
+REFINE_INHERITED = ("landmarks", "window", "folds", "seed", "test_fraction", "val_fraction")
 #: Network layouts (AorticRootLandmarksLib/network.py ARCHITECTURES).
 ARCHITECTURES = ("per_landmark", "shared")
 
 
-def _option(default, help: str, choices: tuple | None = None, **kwargs):
-    """A config field with its CLI help (and allowed values) in the metadata."""
-    metadata = {"help": help, "choices": choices}
+def _option(default, help: str, choices: tuple | None = None, aliases: tuple[str, ...] = (), **kwargs):
+    """A config field with its CLI help, allowed values and further flag names (``aliases``) in the metadata."""
+    metadata = {"help": help, "choices": choices, "aliases": aliases}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata, **kwargs)
     return field(default=default, metadata=metadata, **kwargs)
@@ -57,7 +75,17 @@ class TrainConfig:
     manifest: str = _option("", "dataset manifest CSV (see io.read_manifest)")
     out: str = _option("", "run folder")
     stage: str = _option(
-        "landmarks", "what to train: the landmark model, or the localizer that finds the root in a whole scan", STAGES
+        "landmarks", "what to train: the landmark model (also: 1), the localizer that finds the root in a whole scan, "
+        "or the second stage (also: 2) that refines each landmark on a full-resolution patch", STAGES
+    )
+    from_run: str | None = _option(
+        None, "stage refine: the finished stage-1 run folder; its fold models predict each training case out of fold "
+        "(the patches are cut there), its split.json is kept and its model is exported with the second stage",
+        aliases=("--from",),
+    )
+    disturbance_mm: float = _option(
+        4.0, "stage refine: largest random shift of the patch centre per axis, mm (the paper's p_d: the patch is cut "
+        "at a random offset from a (p_s + 2 p_d)^3 region), so the refiner does not learn to answer 'the centre'"
     )
     localizer: str | None = _option(None, "a trained localizer (model or run folder) to ship inside the exported model")
     landmarks: list[str] = _option(list(DEFAULT_LANDMARKS), "landmark names, the manifest's column prefixes")
@@ -66,12 +94,17 @@ class TrainConfig:
     penalty_target: str = _option(
         "sqrt3", "per-axis slope c of the penalty: 1/sqrt(3) (authors' code) or 1", tuple(PENALTY_TARGETS)
     )
+    ot_reduction: str = _option(
+        "minibatch", "OT term of glip/ot: minibatch-normalised, or the authors' reduction (the same divided by the "
+        "batch size: their lambda at batch B equals our lambda * B)", OT_REDUCTIONS
+    )
     sigma: float = _option(1.0, "Gaussian heatmap sigma, mm")
-    spacing: float = _option(GridSpec.spacing, "network grid spacing, mm (isotropic)")
-    size: list[int] = _option(list(GridSpec.size), "network grid size X Y Z, voxels")
+    spacing: float = _option(GridSpec.spacing, "network grid spacing, mm (isotropic; stage refine: of the patch)")
+    size: list[int] = _option(list(GridSpec.size), "network grid size X Y Z, voxels (stage refine: the patch)")
     window: list[float] = _option(list(GridSpec.window), "intensity window low high, HU, mapped to [0, 1]")
     architecture: str = _option(
-        "per_landmark", "one U-Net per landmark, or one shared U-Net with K outputs", ARCHITECTURES
+        "per_landmark", "one U-Net per landmark, or one shared U-Net with K outputs (stage refine: a patch of "
+        "landmark k is read from output k, i.e. the landmark is an input of the shared network)", ARCHITECTURES
     )
     features: list[int] | None = _option(None, "U-Net channels per level; empty = the network's default")
     restore_channels: int | None = _option(None, "channels of the full-resolution layer; empty = network default")
@@ -92,7 +125,8 @@ class TrainConfig:
         [0.85, 1.15], "augmentation: scale factor range low high (each axis varied a little more, within the range)"
     )
     translation_mm: float = _option(
-        50.0, "augmentation: largest translation per axis, mm (the landmarks are kept inside the box)"
+        50.0, "augmentation: largest translation per axis, mm (the landmarks are kept inside the box; stage refine: "
+        "unused, see disturbance_mm)"
     )
     intensity_jitter: float = _option(0.1, "augmentation: largest relative change of the HU scale")
     offset_hu: float = _option(50.0, "augmentation: largest HU offset")
@@ -113,6 +147,10 @@ class TrainConfig:
         "maps", "fold ensembling in the exported model: average the maps, or the decoded coordinates", ENSEMBLINGS
     )
     device: str = _option("auto", "auto | cpu | cuda | cuda:N")
+    devices: int = _option(
+        1, "processes that train one model together (PyTorch DDP, training/distributed.py): GPUs cuda:0.. with CUDA "
+        "(nccl), else CPU processes (gloo); each takes its share of every minibatch, batch_size stays the whole one"
+    )
     threads: int | None = _option(None, "torch CPU threads; empty = torch's default")
     cache_dir: str | None = _option(None, "preprocessed-volume cache; empty = ~/.cache/aortic-root")
     name: str = _option("aortic-root-glip", "model name written into model.json")
@@ -122,11 +160,24 @@ class TrainConfig:
         """The names of what the network learns: the landmarks, or :data:`localize.ROOT_NAME` for a localizer."""
         return [ROOT_NAME] if self.stage == "localizer" else list(self.landmarks)
 
+    def __post_init__(self) -> None:
+        self.stage = STAGE_NUMBERS.get(str(self.stage), self.stage)  # --stage 2 is --stage refine
+
     @classmethod
     def for_stage(cls, stage: str = "landmarks", **settings) -> TrainConfig:
-        """A config with the stage's defaults (:data:`LOCALIZER_DEFAULTS`) under the given settings (None = unset)."""
-        base = LOCALIZER_DEFAULTS if stage == "localizer" else {}
-        return cls(**{**base, **{k: v for k, v in settings.items() if v is not None}, "stage": stage})
+        """A config with the stage's defaults under the given settings (None = unset).
+
+        The defaults: :data:`LOCALIZER_DEFAULTS` for a localizer; for a second stage :data:`REFINE_DEFAULTS` and the
+        :data:`REFINE_INHERITED` settings of its stage-1 run (``from_run``).
+        """
+        stage = STAGE_NUMBERS.get(str(stage), stage)
+        given = {k: v for k, v in settings.items() if v is not None}
+        base = {}
+        if stage == "localizer":
+            base = LOCALIZER_DEFAULTS
+        elif stage == "refine":
+            base = {**REFINE_DEFAULTS, **(stage1_settings(given["from_run"]) if given.get("from_run") else {})}
+        return cls(**{**base, **given, "stage": stage})
 
     @property
     def grid_spec(self) -> GridSpec:
@@ -155,6 +206,7 @@ class TrainConfig:
             (not 0 <= self.test_fraction < 1 or not 0 < self.val_fraction < 1,
              "test_fraction must be in [0, 1) and val_fraction in (0, 1)"),
             (self.epochs < 1 or self.batch_size < 1, "epochs and batch_size must be at least 1"),
+            (self.devices < 1, f"devices = {self.devices}: must be at least 1"),
             *[(getattr(self, k) is not None and getattr(self, k) < 1, f"{k} = {getattr(self, k)}: must be at least 1")
               for k in at_least_one],
             (self.seed < 0 or (self.penalty or 0) < 0, "seed and penalty must not be negative"),
@@ -162,7 +214,19 @@ class TrainConfig:
              f"features = {self.features}: channel counts must be at least 1"),
             (not self.landmarks or len(set(self.landmarks)) != len(self.landmarks),
              f"landmarks = {self.landmarks}: give distinct names"),
+            *self._refine_problems(),
             *self._augment_problems(),
+        ]
+
+    def _refine_problems(self) -> list[tuple[bool, str]]:
+        """The rules of a second-stage run (and of from_run elsewhere)."""
+        refine = self.stage == "refine"
+        return [
+            (refine and not self.from_run, "stage refine: give the stage-1 run folder (--from RUN)"),
+            (not refine and bool(self.from_run), f"from_run is for stage refine, not stage {self.stage}"),
+            (refine and bool(self.localizer), "stage refine: a localizer belongs to the stage-1 run (its --localizer)"),
+            (self.disturbance_mm < 0, f"disturbance_mm = {self.disturbance_mm}: must not be negative"),
+            (refine and self.devices > 1, "stage refine trains on one process (devices 1): its patches are small"),
         ]
 
     def _augment_problems(self) -> list[tuple[bool, str]]:
@@ -214,6 +278,22 @@ class TrainConfig:
         for key, value in data.items():
             _check_type(key, value, where=f"{path}: ")
         return cls.for_stage(data.pop("stage", None) or "landmarks", **data)
+
+
+def stage1_settings(run: str | Path) -> dict:
+    """The :data:`REFINE_INHERITED` settings of a stage-1 run folder (its config.yaml), for a second stage.
+
+    Raises:
+        InputError: `run` has no readable config.yaml, or it is not a landmark (stage-1) run.
+    """
+    path = Path(run) / "config.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise InputError(f"{path}: cannot read the stage-1 run's config ({_first_line(err)})") from None
+    if not isinstance(saved, dict) or saved.get("stage", "landmarks") != "landmarks":
+        raise InputError(f"{run}: not a landmark (stage-1) run; --from needs one")
+    return {key: saved[key] for key in REFINE_INHERITED if key in saved}
 
 
 @functools.cache

@@ -64,27 +64,38 @@ def check_cache_dir(cache_dir: Path | None = None) -> Path:
     return folder
 
 
-def _cache_key(case: Case, spec: GridSpec) -> str:
+def _cache_key(case: Case, spec: GridSpec, center_lps: np.ndarray | None) -> str:
     stat = case.image.stat()
-    text = json.dumps([str(case.image), stat.st_mtime_ns, stat.st_size, spec.to_dict()])
+    centre = None if center_lps is None else [round(float(v), 4) for v in center_lps]
+    text = json.dumps([str(case.image), stat.st_mtime_ns, stat.st_size, spec.to_dict(), centre])
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def load_sample(case: Case, spec: GridSpec, cache_dir: Path | None = None) -> Sample:
-    """Read, resample and window one case, through an on-disk cache keyed by the image file and the grid spec.
+def load_sample(
+    case: Case, spec: GridSpec, cache_dir: Path | None = None, center_lps: np.ndarray | None = None
+) -> Sample:
+    """Read, resample and window one case, through an on-disk cache keyed by the image file, grid spec and centre.
+
+    Args:
+        case: the case (image path, landmarks in world LPS mm).
+        spec: the network grid.
+        cache_dir: the cache folder (default: ``default_cache_dir()``).
+        center_lps: (3,) world LPS mm where the grid is centred; None = the image centre (the localizer's grid).
+            The landmark model is trained on grids centred on the aortic root, as detection places them (localizer
+            or seed point); augmentation then moves the root around inside the grid.
 
     Raises:
         InputError: a landmark lies outside the network grid (it could never be found there).
     """
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    path = cache_dir / f"{case.case_id}-{_cache_key(case, spec)}.npz"
+    path = cache_dir / f"{case.case_id}-{_cache_key(case, spec, center_lps)}.npz"
     if path.is_file():
         with np.load(path) as data:
             volume, origin = data["volume"], data["origin"]
         grid = NetworkGrid(origin=origin, spacing=spec.spacing, size=spec.size)
     else:
         image = read_image(case.image)
-        grid = make_grid(image, spec)
+        grid = make_grid(image, spec, center_lps)
         volume = resample_to_grid(image, grid, spec.window).astype(np.float16)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
         try:

@@ -11,6 +11,12 @@ trained as the Kantorovich-Rubinstein dual critic between them (Wasserstein-1):
     L_glip  = mean_k L_ot,k + lambda * L_pen
 
 Sums run over the whole minibatch (batch and voxels), so every landmark mass is normalised once per minibatch.
+
+The authors' reduction (``reduction="authors"``): their code normalises the masses over the minibatch as above but
+then averages over the batch axis, so their OT term is this one divided by the batch size B:
+``ot_term(..., "authors") * B == ot_term(..., "minibatch")``. With the same penalty, their loss is therefore
+``(L_ot + B lambda_authors L_pen) / B``: the authors' lambda at batch B is this project's lambda * B (their
+lambda = 10 at batch 4 is our 40), and Adam, invariant to the overall 1/B, takes the same steps.
 The penalty replaces WGAN-GP's gradient penalty by finite differences on the grid: it holds f to slope c per axis,
 i.e. 1-Lipschitz, so f cannot grow without bound on the landmark and instead becomes a cone peaking there, which is
 what ``inference`` decodes. The reported best is sigma = 1 mm, lambda = 10.
@@ -38,7 +44,7 @@ from torch import Tensor, nn
 
 from AorticRootLandmarksLib.errors import InputError
 
-from .config import LOSSES, PENALTY_TARGETS
+from .config import LOSSES, OT_REDUCTIONS, PENALTY_TARGETS
 
 _SUM_DIMS = (0, 2, 3, 4)  # batch and voxels: everything but the landmark channel
 
@@ -67,20 +73,25 @@ def resolve_penalty_target(penalty_target: str | float) -> float:
     return value
 
 
-def ot_term(pred: Tensor, target: Tensor) -> Tensor:
+def ot_term(pred: Tensor, target: Tensor, reduction: str = "minibatch") -> Tensor:
     """Negative Kantorovich-Rubinstein objective between landmark mass h and background 1 - h.
 
     Args:
         pred: (B, K, X, Y, Z) raw critic f.
         target: (B, K, X, Y, Z) heatmaps h in [0, 1].
+        reduction: "minibatch" (this project) or "authors" (the same divided by B; see the module docstring).
 
     Returns:
-        Scalar: mean over k of  -sum h f / sum h + sum (1-h) f / sum (1-h), sums over batch and voxels.
+        Scalar: mean over k of  -sum h f / sum h + sum (1-h) f / sum (1-h), sums over batch and voxels
+        (divided by B for "authors").
     """
     _check_shapes(pred, target)
+    if reduction not in OT_REDUCTIONS:
+        raise InputError(f"ot_reduction {reduction!r}: use one of {OT_REDUCTIONS}")
     landmark = (target * pred).sum(_SUM_DIMS) / _safe(target.sum(_SUM_DIMS))
     background = ((1.0 - target) * pred).sum(_SUM_DIMS) / _safe((1.0 - target).sum(_SUM_DIMS))
-    return (background - landmark).mean()
+    term = (background - landmark).mean()
+    return term / pred.shape[0] if reduction == "authors" else term
 
 
 def grid_penalty(pred: Tensor, target_slope: float = 1.0 / math.sqrt(3.0)) -> Tensor:
@@ -102,19 +113,23 @@ def grid_penalty(pred: Tensor, target_slope: float = 1.0 / math.sqrt(3.0)) -> Te
     return total
 
 
-def glip_loss(pred: Tensor, target: Tensor, penalty: float = 10.0, penalty_target: str | float = "sqrt3") -> Tensor:
-    """GLiP loss: ``ot_term(pred, target) + penalty * grid_penalty(pred, c)``.
+def glip_loss(
+    pred: Tensor, target: Tensor, penalty: float = 10.0, penalty_target: str | float = "sqrt3",
+    reduction: str = "minibatch",
+) -> Tensor:
+    """GLiP loss: ``ot_term(pred, target, reduction) + penalty * grid_penalty(pred, c)``.
 
     Args:
         pred: (B, K, X, Y, Z) raw network output f.
         target: (B, K, X, Y, Z) Gaussian heatmaps in [0, 1].
         penalty: lambda (10 is the reported best; 0 gives the plain "ot" loss).
         penalty_target: c, see ``resolve_penalty_target``.
+        reduction: of the OT term, "minibatch" or "authors" (see the module docstring).
 
     Example:
         >>> loss = glip_loss(net(x), gaussian_heatmaps(x.shape[2:], centers, sigma_mm=1.0, spacing_mm=1.6))
     """
-    loss = ot_term(pred, target)
+    loss = ot_term(pred, target, reduction)
     if penalty:
         loss = loss + penalty * grid_penalty(pred, resolve_penalty_target(penalty_target))
     return loss
@@ -184,17 +199,20 @@ _BASELINES = {
 class GLiPLoss(nn.Module):
     """``glip_loss`` as a module. Args as ``glip_loss``; penalty=0 is the plain OT loss."""
 
-    def __init__(self, penalty: float = 10.0, penalty_target: str | float = "sqrt3") -> None:
+    def __init__(self, penalty: float = 10.0, penalty_target: str | float = "sqrt3", reduction: str = "minibatch"):
         super().__init__()
+        if reduction not in OT_REDUCTIONS:
+            raise InputError(f"ot_reduction {reduction!r}: use one of {OT_REDUCTIONS}")
         self.penalty = float(penalty)
         self.penalty_target = penalty_target
         self.slope = resolve_penalty_target(penalty_target)
+        self.reduction = reduction
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return glip_loss(pred, target, self.penalty, self.slope)
+        return glip_loss(pred, target, self.penalty, self.slope, self.reduction)
 
     def extra_repr(self) -> str:
-        return f"penalty={self.penalty}, penalty_target={self.penalty_target!r}"
+        return f"penalty={self.penalty}, penalty_target={self.penalty_target!r}, reduction={self.reduction!r}"
 
 
 class HeatmapLoss(nn.Module):
@@ -227,7 +245,10 @@ class HeatmapLoss(nn.Module):
         return f"name={self.name!r}, penalty={self.penalty}, penalty_target={self.penalty_target!r}, {self.options}"
 
 
-def make_loss(name: str, penalty: float | None = None, penalty_target: str | float = "sqrt3", **options) -> nn.Module:
+def make_loss(
+    name: str, penalty: float | None = None, penalty_target: str | float = "sqrt3", ot_reduction: str = "minibatch",
+    **options,
+) -> nn.Module:
     """Build a loss module by name (see ``LOSSES``).
 
     Args:
@@ -235,6 +256,7 @@ def make_loss(name: str, penalty: float | None = None, penalty_target: str | flo
             "wce", "focal", "mse", "l1", "sl1" (penalty default 0; > 0 adds the grid penalty on the raw output).
         penalty: lambda, >= 0; None picks the default of the loss.
         penalty_target: "sqrt3" (1/sqrt(3), default), "one" or a float: c of the grid penalty.
+        ot_reduction: "minibatch" (default) or "authors": the OT term of glip/ot (ignored by the baselines).
         **options: baseline options (focal: alpha, gamma; sl1: beta).
 
     Raises:
@@ -250,8 +272,8 @@ def make_loss(name: str, penalty: float | None = None, penalty_target: str | flo
         if name == "ot":
             if penalty:
                 raise InputError(f"loss 'ot' is GLiP without penalty; got penalty={penalty} (use 'glip')")
-            return GLiPLoss(penalty=0.0, penalty_target=penalty_target)
-        return GLiPLoss(penalty=10.0 if penalty is None else penalty, penalty_target=penalty_target)
+            return GLiPLoss(penalty=0.0, penalty_target=penalty_target, reduction=ot_reduction)
+        return GLiPLoss(10.0 if penalty is None else penalty, penalty_target, ot_reduction)
     return HeatmapLoss(name, penalty=penalty or 0.0, penalty_target=penalty_target, **options)
 
 

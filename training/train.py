@@ -4,6 +4,11 @@ A run folder holds: config.yaml (the resolved config), split.json, fold<i>/{log.
 model/ (the exported ensemble the Slicer module loads), and, when a test split exists, test_predictions/ and
 test_evaluation/.
 
+A second-stage run (``--stage refine --from RUN``, training/patches.py) keeps the stage-1 run's split.json, trains
+its folds on patches around the stage-1 run's out-of-fold points (written to stage1_predictions.json), and exports
+model/ = the stage-1 model with the refiner in model/refine/: a complete two-stage model, evaluated as such on the
+test split.
+
 Checkpoints, and resuming an interrupted run (``train(config, resume=True)``, ``aortic-root train ... --resume``):
 
 - ``fold<i>/last.pt`` is for resuming. It is replaced atomically (written to a temporary file, then renamed) at the
@@ -32,6 +37,7 @@ import datetime
 import itertools
 import json
 import pickle
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,12 +46,15 @@ import numpy as np
 import torch
 
 from AorticRootLandmarksLib.batch import detect_files
+from AorticRootLandmarksLib.constants import HINGE_NAMES
 from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.evaluation import evaluate_predictions, format_table, write_report
 from AorticRootLandmarksLib.inference import (
+    REFINER_FOLDER,
     Ensemble,
     attach_localizer,
     decode_peaks,
+    find_model_dir,
     load_ensemble,
     predict_maps,
     resolve_device,
@@ -54,7 +63,7 @@ from AorticRootLandmarksLib.inference import (
 from AorticRootLandmarksLib.io import Case, read_manifest, write_manifest
 from AorticRootLandmarksLib.localize import root_from_landmarks
 from AorticRootLandmarksLib.network import build_network as network_from_config
-from AorticRootLandmarksLib.network import check_grid_size
+from AorticRootLandmarksLib.network import check_grid_size, landmark_maps
 from AorticRootLandmarksLib.outputs import (
     atomic_output_dir,
     check_output_dir,
@@ -64,6 +73,7 @@ from AorticRootLandmarksLib.outputs import (
 )
 from AorticRootLandmarksLib.progress import progress_bar
 
+from . import patches
 from .augment import AugmentOptions
 from .config import TrainConfig
 from .data import LandmarkDataset, Sample, check_cache_dir, load_sample, split_cases
@@ -76,7 +86,7 @@ CHECKPOINT_FORMAT = 1
 #: Written into a fold folder when the fold is finished.
 DONE = "done.json"
 #: Settings a resumed run may change: where and how fast it runs, not what it computes.
-HARMLESS = ("out", "device", "threads", "cache_dir")
+HARMLESS = ("out", "device", "devices", "threads", "cache_dir")
 
 
 def build_network(config: TrainConfig):
@@ -103,7 +113,10 @@ def predict_indices(network: torch.nn.Module, samples: list[Sample], config: Tra
 
 
 def validation_errors(network, samples: list[Sample], config: TrainConfig, device) -> np.ndarray:
-    """(N, K) Euclidean landmark errors in mm (the grid is isotropic and LPS-aligned, so index * spacing is mm)."""
+    """(N, K) Euclidean landmark errors in mm (the grid is isotropic and LPS-aligned, so index * spacing is mm);
+    (N,) for a second stage, one per patch (patches.validation_errors)."""
+    if config.stage == "refine":
+        return patches.validation_errors(network, samples, config, device)
     peaks = predict_indices(network, samples, config, device)
     truth = np.stack([s.landmarks_index for s in samples])
     return np.linalg.norm(peaks - truth, axis=-1) * config.spacing
@@ -151,9 +164,12 @@ def _train_epoch(network, optimizer, loader, loss_fn, config: TrainConfig, devic
     size = tuple(int(s) for s in config.size)
     network.train()
     losses = []
-    for volume, points in itertools.islice(loader, config.steps_per_epoch):
+    for batch in itertools.islice(loader, config.steps_per_epoch):
+        volume, points = batch[0].to(device, memory_format=torch.channels_last_3d), batch[1]
         target = gaussian_heatmaps(size, points, config.sigma, config.spacing).to(device)
-        loss = loss_fn(network(volume.to(device, memory_format=torch.channels_last_3d)), target)
+        # a second stage's batch also names each patch's landmark: its map alone is trained
+        prediction = landmark_maps(network, volume, batch[2].to(device)) if len(batch) > 2 else network(volume)
+        loss = loss_fn(prediction, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -185,7 +201,10 @@ def _save_checkpoint(folder: Path, network, optimizer, state: dict) -> None:
 def _shuffled_loader(config: TrainConfig, train: list[Sample], fold: int):
     """(dataset, its shuffle generator, loader); :func:`_seed_epoch` seeds both at the start of each epoch."""
     options = AugmentOptions.from_config(config) if config.augment else None
-    dataset = LandmarkDataset(train, options, stream_seed(config.seed, fold))
+    if config.stage == "refine":
+        dataset = patches.PatchDataset(train, config, options, stream_seed(config.seed, fold))
+    else:
+        dataset = LandmarkDataset(train, options, stream_seed(config.seed, fold))
     generator = torch.Generator()
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator)
     return dataset, generator, loader
@@ -197,15 +216,26 @@ def _log_epoch(handle, epoch: int, losses: list[float], errors: np.ndarray, seco
     handle.flush()
 
 
-def train_fold(config: TrainConfig, train: list[Sample], val: list[Sample], folder: Path, device, fold=0, resume=False):
+def train_fold(
+    config: TrainConfig, train: list[Sample], val: list[Sample], folder: Path, device, fold=0, resume=False,
+    on_epoch=None,
+):
     """Train one model, keeping the checkpoint with the lowest validation median error.
+
+    With ``config.devices`` > 1 the fold is trained by that many processes together (training/distributed.py).
 
     Args:
         resume: continue from ``folder/last.pt`` if there is one; a finished fold (done.json) is loaded, not trained.
+        on_epoch: called as ``on_epoch(fold, epoch, val_median_mm)`` after each epoch's checkpoint (a sweep's
+            early stopping listens there).
 
     Returns:
         (network with the best weights loaded, best validation median mm).
     """
+    if config.devices > 1:
+        from .distributed import train_fold_distributed
+
+        return train_fold_distributed(config, train, val, folder, device, fold, resume, on_epoch)
     folder.mkdir(parents=True, exist_ok=True)
     if resume and (folder / DONE).is_file():
         return _finished_fold(config, folder, device)
@@ -215,7 +245,7 @@ def train_fold(config: TrainConfig, train: list[Sample], val: list[Sample], fold
     state = {"epoch": -1, "steps": 0, "best_median": float("inf")}  # epoch: the last one completed
     if resume and (folder / "last.pt").is_file():
         state = _load_checkpoint(folder / "last.pt", network, optimizer, device)
-    loss_fn = make_loss(config.loss, config.penalty, config.penalty_target)
+    loss_fn = make_loss(config.loss, config.penalty, config.penalty_target, config.ot_reduction)
     dataset, generator, loader = _shuffled_loader(config, train, fold)
     first = state["epoch"] + 1
     bar = {"desc": f"fold {fold}", "unit": "epoch", "initial": first, "total": config.epochs}
@@ -235,6 +265,8 @@ def train_fold(config: TrainConfig, train: list[Sample], val: list[Sample], fold
                 state = {"epoch": epoch, "steps": state["steps"] + len(losses), "best_median": best}
                 # last.pt is written last: a kill before it redoes the epoch (rewriting its log row and best.pt)
                 _save_checkpoint(folder, network, optimizer, state)
+                if on_epoch is not None:
+                    on_epoch(fold, epoch, median)
                 if hasattr(epochs, "set_postfix"):
                     epochs.set_postfix(loss=f"{np.mean(losses):.3g}", val_median_mm=f"{median:.2f}")
         except KeyboardInterrupt:
@@ -297,7 +329,10 @@ def run_finished(run: str | Path, folds: int) -> bool:
     return not test or (run / "test_evaluation").is_dir()
 
 
-def train(config: TrainConfig, force: bool = False, command: str = "", resume: bool = False) -> Path:
+def train(
+    config: TrainConfig, force: bool = False, command: str = "", resume: bool = False, evaluate_test: bool = True,
+    on_epoch=None,
+) -> Path:
     """Run the whole protocol: preprocess, split, train every fold, export the ensemble, evaluate the test split.
 
     Args:
@@ -306,12 +341,16 @@ def train(config: TrainConfig, force: bool = False, command: str = "", resume: b
         command: the command line that started the run, recorded in the exported model.
         resume: continue the interrupted run in ``config.out``, in place, with its saved config.yaml (see the module
             docstring). `config` may differ from it only in the :data:`HARMLESS` settings.
+        evaluate_test: evaluate the test split at the end; a sweep says False and evaluates only the setting it
+            chose by cross-validation (:func:`evaluate_test_split`), so the held-out cases judge nothing else.
+        on_epoch: see :func:`train_fold`.
 
     Returns:
         The run folder.
     """
     config.validate()
-    make_loss(config.loss, config.penalty, config.penalty_target)  # fail on a bad loss before any work
+    # fail on a bad loss before any work
+    make_loss(config.loss, config.penalty, config.penalty_target, config.ot_reduction)
     check_grid_size(config.size, build_network(config).config())
     if resume:
         config = _resumed_config(config, force)
@@ -319,25 +358,33 @@ def train(config: TrainConfig, force: bool = False, command: str = "", resume: b
             print(f"{config.out}: the run is complete; nothing to resume", file=sys.stderr)
             return Path(config.out)
     cases = training_targets(read_manifest(config.manifest, config.landmarks), config)
+    inputs = [config.manifest, *([config.from_run] if config.from_run else [])]
     if not resume:
-        check_output_dir(config.out, force, [config.manifest, *(c.image for c in cases)])
-    split = split_cases(len(cases), config.folds, config.test_fraction, config.val_fraction, config.seed)
+        check_output_dir(config.out, force, [*inputs, *(c.image for c in cases)])
+    if config.stage == "refine":  # the stage-1 run's split: its test cases stay unseen by both stages
+        split = patches.stage1_split(config.from_run, cases, config.folds)
+    else:
+        split = split_cases(len(cases), config.folds, config.test_fraction, config.val_fraction, config.seed)
     named = {"test": [cases[i].case_id for i in split["test"]]}
     named["folds"] = [{k: [cases[i].case_id for i in v] for k, v in f.items()} for f in split["folds"]]
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     cache = check_cache_dir(Path(config.cache_dir) if config.cache_dir else None)
-    samples = [load_sample(c, config.grid_spec, cache) for c in progress_bar(cases, desc="preprocessing", unit="case")]
+    if config.stage == "refine":
+        samples = patches.load_patch_samples(config, cases, split, cache, device)
+    else:
+        samples = [load_sample(c, config.grid_spec, cache, grid_center(c, config))
+                   for c in progress_bar(cases, desc="preprocessing", unit="case")]
     if resume:
         run = Path(config.out)
         _check_split(run / "split.json", named)
-        _run_protocol(run, config, cases, samples, split, device, command, resume=True)
+        _run_protocol(run, config, cases, samples, split, device, command, True, evaluate_test, on_epoch)
         return run
-    with replacing_dir(config.out, force, [config.manifest]) as run:
+    with replacing_dir(config.out, force, inputs) as run:
         config.to_yaml(run / "config.yaml")
         (run / "split.json").write_text(json.dumps(named, indent=2), encoding="utf-8")
-        _run_protocol(run, config, cases, samples, split, device, command)
+        _run_protocol(run, config, cases, samples, split, device, command, False, evaluate_test, on_epoch)
     return run
 
 
@@ -349,17 +396,34 @@ def _check_split(path: Path, named: dict) -> None:
         raise InputError(f"{path}: the manifest's cases changed since the run started; cannot resume")
 
 
-def _run_protocol(run: Path, config: TrainConfig, cases, samples, split: dict, device, command: str, resume=False):
-    """Train (or finish, or load) every fold, export the ensemble, evaluate the test split."""
+def _run_protocol(
+    run: Path, config: TrainConfig, cases, samples, split: dict, device, command: str, resume=False,
+    evaluate_test=True, on_epoch=None,
+):
+    """Train (or finish, or load) every fold, export the ensemble, evaluate the test split (if `evaluate_test`)."""
+    if config.stage == "refine":
+        oof = patches.write_stage1_predictions(run / patches.STAGE1_FILE, samples, config)
+        if oof["n"]:
+            print(f"stage-1 out-of-fold points: median {oof['median_mm']:.2f} mm, p95 {oof['p95_mm']:.2f} mm over "
+                  f"{oof['n']} (the second stage's validation median is to beat the first's)", file=sys.stderr)
     networks, medians = [], []
     for fold, parts in enumerate(split["folds"]):
-        train_part, val_part = [samples[i] for i in parts["train"]], [samples[i] for i in parts["val"]]
-        network, best = train_fold(config, train_part, val_part, run / f"fold{fold}", device, fold, resume)
+        train_part, val_part = _part(samples, parts["train"]), _part(samples, parts["val"])
+        folder = run / f"fold{fold}"
+        network, best = train_fold(config, train_part, val_part, folder, device, fold, resume, on_epoch=on_epoch)
         networks.append(network.cpu())
         medians.append(best)
     export_model(run / "model", networks, config, cases, medians, command)
-    if split["test"]:
+    if split["test"] and evaluate_test:
         evaluate_test_split(run, [cases[i] for i in split["test"]], config)
+
+
+def _part(samples: list, positions: list[int]) -> list:
+    """The samples of the cases at `positions`: one per case, or for a second stage one per case and landmark."""
+    chosen = [samples[i] for i in positions]
+    if chosen and isinstance(chosen[0], list):  # patches.load_patch_samples: per case a list, one per landmark
+        return [s for group in chosen for s in group]
+    return chosen
 
 
 def evaluate_test_split(run: Path, test_cases: list, config: TrainConfig) -> dict:
@@ -371,7 +435,9 @@ def evaluate_test_split(run: Path, test_cases: list, config: TrainConfig) -> dic
     ensemble = load_ensemble(run / "model", config.device)
     detections = detect_files([c.image for c in test_cases], run / "test_predictions", ensemble, force=True)
     write_manifest(run / "test_manifest.csv", test_cases, config.target_names)
-    predictions = {name: d.positions_lps for name, d in detections.items()}  # names in config.target_names order
+    # in config.target_names order (a second stage may refine fewer landmarks than its first stage detects)
+    predictions = {name: d.positions_lps[[d.names.index(n) for n in config.target_names]]
+                   for name, d in detections.items()}  # fmt: skip
     result = evaluate_predictions(predictions, test_cases, config.target_names)
     with atomic_output_dir(run / "test_evaluation", force=True) as folder:
         write_report(result, folder)
@@ -385,6 +451,16 @@ def training_targets(cases: list[Case], config: TrainConfig) -> list[Case]:
         return cases
     return [dataclasses.replace(c, landmarks_lps=root_from_landmarks(config.landmarks, c.landmarks_lps)[None])
             for c in cases]
+
+
+def grid_center(case: Case, config: TrainConfig) -> np.ndarray | None:
+    """Where a training grid is centred, world LPS mm: a localizer's on the image centre (None), as it runs at
+    detection; a landmark model's on the aortic root (the hinge centroid, else the landmarks' mean), where detection
+    puts it after the localizer or a seed point."""
+    if config.stage == "localizer":
+        return None
+    names, points = config.landmarks, np.asarray(case.landmarks_lps, dtype=np.float64)
+    return root_from_landmarks(names, points) if set(HINGE_NAMES) <= set(names) else points.mean(axis=0)
 
 
 def export_model(folder: Path, networks, config: TrainConfig, cases, medians, command: str = "") -> Path:
@@ -415,7 +491,24 @@ def export_model(folder: Path, networks, config: TrainConfig, cases, medians, co
             "torch": torch.__version__,
         },
     }
+    if config.stage == "refine":
+        return _export_two_stages(folder, networks, meta, config)
     save_model_dir(folder, networks, meta)
     if config.localizer:
         attach_localizer(folder, config.localizer)
+    return folder
+
+
+def _export_two_stages(folder: Path, networks, meta: dict, config: TrainConfig) -> Path:
+    """A second stage's model folder: the stage-1 run's model (with its localizer) and this refiner in refine/."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(find_model_dir(config.from_run), folder, ignore=shutil.ignore_patterns(REFINER_FOLDER))
+    refiner_meta = {**meta, "disturbance_mm": config.disturbance_mm, "from_run": str(config.from_run)}
+    oof = folder.parent / patches.STAGE1_FILE  # the first stage's out-of-fold error, to compare with the refiner's
+    if oof.is_file():
+        refiner_meta["training"]["stage1_out_of_fold"] = json.loads(oof.read_text(encoding="utf-8"))["summary"]
+    save_model_dir(folder / REFINER_FOLDER, networks, refiner_meta)
+    stage1 = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    _write_json({**stage1, "refiner": REFINER_FOLDER}, folder / "model.json")
     return folder

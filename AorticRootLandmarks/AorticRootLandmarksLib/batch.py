@@ -1,7 +1,8 @@
 """Headless detection of image files: what ``aortic-root detect`` runs, also callable from Python.
 
 Per image it writes ``<case>.json`` (landmarks in world LPS mm, grid indices, scores, confidence, annulus plane and
-measurements) and ``<case>.mrk.json`` (a 3D Slicer markups fiducial file in LPS that opens on top of the CT).
+measurements) and ``<case>.mrk.json`` (a 3D Slicer markups fiducial file in LPS that opens on top of the CT); if
+asked to, also the plan ``<case>.plan.json`` and ``<case>.plan.png`` (plan/), and one ``index.html`` for the run.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import geometry
-from .detection import Detection, detect
+from .detection import Detection, detect, second_stage
 from .errors import InputError
 from .inference import Ensemble, load_ensemble
 from .io import case_id, read_image, write_markups
 from .outputs import atomic_output_dir, check_output_dir
+from .plan import write_detection_plan, write_index
 from .progress import progress_bar
 from .typing import PathLike
 
@@ -50,7 +52,7 @@ def detection_record(detection: Detection, image: sitk.Image, image_path: PathLi
             "center_lps": plane.center.tolist(),
             "normal_lps": plane.normal.tolist(),
             "measurements": geometry.annulus_measurements(hinges),
-            "implant_views": {k: list(v) for k, v in geometry.implant_views(hinges).items()},
+            "implant_views": {k: v.to_dict() for k, v in geometry.implant_views(hinges).items()},
         }
     except InputError as err:  # degenerate hinge points: report, don't fail the whole batch
         record["annulus"] = {"error": str(err)}
@@ -81,10 +83,14 @@ def detect_files(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     accept_slice_gaps: bool = False,
+    stages: int | None = None,
+    plan: bool = False,
 ) -> dict[str, Detection]:
     """Detect the landmarks of each image and write the results, all or nothing.
 
-    Writes per image ``<case>.json`` (:func:`detection_record`) and ``<case>.mrk.json`` (Slicer markups, LPS).
+    Writes per image ``<case>.json`` (:func:`detection_record`) and ``<case>.mrk.json`` (Slicer markups, LPS); with
+    ``plan``, also ``<case>.plan.json`` and ``<case>.plan.png`` (:func:`plan.write_detection_plan`) and one
+    ``index.html`` listing every case (:func:`plan.write_index`).
 
     Args:
         images: image files or DICOM series folders.
@@ -94,6 +100,8 @@ def detect_files(
         progress: show a progress bar on stderr.
         log: where to send one line per image (default: stderr).
         accept_slice_gaps: read DICOM series with uneven slice spacing (see `io.read_image`) instead of refusing them.
+        stages: None: every stage the model has; 1: the first stage only; 2: both (see `detection.detect`).
+        plan: also write the plan, its figure and the index (``aortic-root detect`` does unless ``--no-plan``).
 
     Returns:
         ``{case name: Detection}`` (world LPS mm), in the order of `images`.
@@ -111,15 +119,20 @@ def detect_files(
             raise InputError(f"{path}: no such file or folder")
     check_output_dir(out_dir, force, images)
     ensemble = model if isinstance(model, Ensemble) else load_ensemble(model, device)
-    detections = {}
+    second_stage(ensemble, stages)  # refuse stages the model cannot honour before any output
+    detections, plans = {}, {}
     with atomic_output_dir(out_dir, force, images) as tmp:
         for path, name in progress_bar(list(zip(images, names, strict=True)), progress, desc="detect", unit="CT"):
             image = read_image(path, accept_slice_gaps=accept_slice_gaps)
-            detection = detect(image, ensemble)
+            detection = detect(image, ensemble, stages=stages)
             record = detection_record(detection, image, path)
             (tmp / f"{name}.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
             descriptions = [f"confidence {c:.2f}" for c in detection.confidence]
             write_markups(tmp / f"{name}.mrk.json", detection.names, detection.positions_lps, descriptions=descriptions)
             log(f"{name}: {detection_summary(detection, record)} ({detection.seconds:.2f} s on {detection.device})")
             detections[name] = detection
+            if plan:
+                plans[name] = write_detection_plan(tmp, name, image, detection, path)
+        if plan:
+            write_index(plans, tmp / "index.html", title=f"Aortic root plans: {Path(out_dir).name}")
     return detections

@@ -6,6 +6,7 @@ The pipeline of ``aortic-root detect`` and the Slicer module::
     network grid         grid.make_grid centred there, grid.resample_to_grid
     ensemble             inference.predict_maps, one map per landmark and fold
     peaks                inference.decode_peaks on the mean map, and per fold
+    second stage         refine.refine: each landmark on a full-resolution patch (when the model has a refiner)
     quality control      qc.assess: confidence per point, verdict per case
 
 Frames: maps are (F, K, X, Y, Z) on the network grid; positions are world LPS mm.
@@ -20,10 +21,15 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import qc
+from .errors import InputError
 from .grid import NetworkGrid, image_center_lps, make_grid, resample_to_grid
 from .inference import CONFIDENCE_TOLERANCE_VOXELS, Ensemble, Progress, combine_folds, fold_spread, predict_maps
 from .localize import ROOT_NAME, RootLocation, locate_root
+from .refine import Refinement, refine
 from .typing import GridIndex, PointsLPS
+
+#: The values of `detect`'s ``stages``: None = every stage the model has.
+STAGES = (None, 1, 2)
 
 
 @dataclass
@@ -32,8 +38,8 @@ class Detection:
 
     Attributes:
         names: K landmark names.
-        positions_lps: (K, 3) world LPS mm.
-        grid_indices: (K, 3) sub-voxel network-grid index (x, y, z).
+        positions_lps: (K, 3) world LPS mm: the final positions (refined where the second stage ran and succeeded).
+        grid_indices: (K, 3) sub-voxel network-grid index (x, y, z) of ``positions_lps``.
         scores: (K,) ensemble-mean map value at the peak.
         confidence: (K,) in [0, 1]: the quality control's confidence per point (``quality``).
         fold_agreement: (K,) in [0, 1]: exp(-rms^2 / 2 (2 voxels)^2) of the fold peaks' distance to the ensemble
@@ -41,9 +47,12 @@ class Detection:
         grid: the network grid used.
         device: where the networks ran.
         seconds: wall time of `detect`, reading excluded.
-        fold_positions_lps: (F, K, 3) each fold model's peak, world LPS mm.
+        fold_positions_lps: (F, K, 3) each first-stage fold model's peak, world LPS mm.
         location: how the grid centre was chosen (seed point, localizer, image centre).
         quality: the quality-control report (verdict per case, reasons).
+        stage1_positions_lps: (K, 3) world LPS mm, the first stage's positions (equal to ``positions_lps`` when
+            only the first stage ran).
+        refinement: the second stage's result per point (status, shift); None when it did not run.
     """
 
     names: list[str]
@@ -59,6 +68,13 @@ class Detection:
     fold_positions_lps: np.ndarray | None = None
     location: RootLocation | None = None
     quality: qc.QualityReport | None = None
+    stage1_positions_lps: PointsLPS | None = None
+    refinement: Refinement | None = None
+
+    @property
+    def stages(self) -> int:
+        """1 or 2: the stages that ran."""
+        return 1 if self.refinement is None else 2
 
     @property
     def verdict(self) -> str:
@@ -77,9 +93,13 @@ class Detection:
             }
             for k, name in enumerate(self.names)
         }
+        if self.refinement is not None:
+            for name, point in zip(self.names, self.refinement.points, strict=True):
+                landmarks[name]["refinement"] = point.to_dict()
         record = {
             "coordinate_system": "LPS",
             "units": "mm",
+            "stages": self.stages,
             "landmarks": landmarks,
             "grid": self.grid.to_dict(),
             "device": self.device,
@@ -88,6 +108,8 @@ class Detection:
         }
         if self.location is not None:
             record["root_location"] = self.location.to_dict()
+        if self.refinement is not None:
+            record["refinement"] = self.refinement.to_dict()
         if self.quality is not None:
             record["quality"] = self.quality.to_dict()
         return record
@@ -108,25 +130,35 @@ def place_grid(image: sitk.Image, ensemble: Ensemble, seed_lps: PointsLPS | None
 
 
 def detect(
-    image: sitk.Image, ensemble: Ensemble, progress: Progress | None = None, seed_lps: PointsLPS | None = None
+    image: sitk.Image,
+    ensemble: Ensemble,
+    progress: Progress | None = None,
+    seed_lps: PointsLPS | None = None,
+    stages: int | None = None,
 ) -> Detection:
     """Detect the landmarks of one CT.
 
     Args:
         image: 3D CT in HU with its LPS geometry (from `io.read_image` or a Slicer volume node).
-        ensemble: from `inference.load_ensemble` (with its localizer, if the model has one).
+        ensemble: from `inference.load_ensemble` (with its localizer and refiner, if the model has them).
         progress: optional callback(fraction in [0, 1], message), e.g. to keep a UI responsive.
         seed_lps: (3,) world LPS mm, a point roughly on the aortic root (a click): the grid is centred there and the
             localizer is not used.
+        stages: None: every stage the model has (the second when it has a refiner); 1: the first stage only;
+            2: both (the model must have a refiner).
 
     Returns:
         The Detection, positions in world LPS mm, with its quality-control verdict.
+
+    Raises:
+        InputError: `stages` is not None, 1 or 2, or is 2 for a model without a second stage.
 
     Example:
         >>> ensemble = load_ensemble()                     # bundled model
         >>> detection = detect(read_image("ct.nii.gz"), ensemble)
         >>> dict(zip(detection.names, detection.positions_lps.round(1).tolist())), detection.verdict
     """
+    second = second_stage(ensemble, stages)
     start = time.perf_counter()
     if progress:
         progress(0.0, "finding the aortic root" if ensemble.localizer is not None else "resampling")
@@ -136,31 +168,58 @@ def detect(
     volume = resample_to_grid(image, grid, spec.window)
     maps = predict_maps(ensemble, volume, progress)
     if progress:
-        progress(0.9, "decoding peaks and checking them")
+        progress(0.9, "refining on full-resolution patches" if second else "decoding peaks and checking them")
     mean_map = maps.mean(axis=0)
     indices, scores, fold_peaks = combine_folds(maps, ensemble.decoding, ensemble.ensembling)
-    positions = grid.index_to_world(indices)
+    stage1 = grid.index_to_world(indices)
     fold_positions = grid.index_to_world(fold_peaks)
+    refinement = refine(image, ensemble.names, stage1, ensemble.refiner) if second else None
+    positions = stage1 if refinement is None else refinement.positions_lps
     boundary = qc.boundary_score(image, positions)
     boundary[[name == ROOT_NAME for name in ensemble.names]] = 1.0  # a localizer's root centre lies inside the lumen
     report = qc.assess(
-        ensemble.names, positions, fold_positions, qc.peak_contrast(mean_map, indices),
-        boundary, qc.image_checks(image), location.found, location.reason,
+        ensemble.names, positions, fold_positions + (positions - stage1)[None],  # fold spread about the final point
+        qc.peak_contrast(mean_map, indices), boundary, qc.image_checks(image), location.found, location.reason,
+        refine_failures=None if refinement is None else refinement.failures,
+        notes=() if refinement is None else refinement.notes(),
     )
     if progress:
         progress(1.0, "done")
     return Detection(
         names=ensemble.names,
         positions_lps=positions,
-        grid_indices=indices,
+        grid_indices=grid.world_to_index(positions),
         scores=scores,
         confidence=np.asarray(report.confidence, dtype=np.float64),
         fold_agreement=fold_confidence(fold_peaks, indices),
         grid=grid,
         device=str(ensemble.device),
         seconds=time.perf_counter() - start,
-        model={"name": ensemble.meta.get("name", ""), "folds": len(ensemble.networks)},
+        model=_model_summary(ensemble, second),
         fold_positions_lps=fold_positions,
         location=location,
         quality=report,
+        stage1_positions_lps=stage1,
+        refinement=refinement,
     )
+
+
+def second_stage(ensemble: Ensemble, stages: int | None) -> bool:
+    """Whether `detect` runs the second stage; refuses a `stages` value it cannot honour."""
+    if stages not in STAGES:
+        raise InputError(f"stages = {stages!r}: use 1 (first stage only), 2 (both) or None (all the model has)")
+    if stages == 2 and ensemble.refiner is None:
+        name = ensemble.meta.get("name") or "the model"
+        raise InputError(f"{name}: has no second stage (no refine/ folder); detect with stages 1")
+    return ensemble.refiner is not None and stages != 1
+
+
+def _model_summary(ensemble: Ensemble, second: bool) -> dict:
+    """The model's name and fold count as written in the detection JSON; with the refiner's when it ran."""
+    summary = {"name": ensemble.meta.get("name", ""), "folds": len(ensemble.networks)}
+    if second:
+        meta = ensemble.refiner.meta
+        architecture = meta.get("network", {}).get("architecture", "shared")
+        summary["refiner"] = {"name": meta.get("name", ""), "folds": len(ensemble.refiner.networks),
+                              "architecture": architecture}  # fmt: skip
+    return summary

@@ -126,7 +126,8 @@ def read_predictions(pred_dir: PathLike, landmarks: Sequence[str] = DEFAULT_LAND
     """Read every detection file of a folder.
 
     Args:
-        pred_dir: folder of ``<case_id>.json`` detection files (``*.mrk.json`` Slicer markups are skipped).
+        pred_dir: folder of ``<case_id>.json`` detection files (``*.mrk.json`` Slicer markups and ``*.plan.json``
+            plans are skipped).
         landmarks: the K names to read, in this order.
 
     Returns:
@@ -143,7 +144,7 @@ def read_predictions(pred_dir: PathLike, landmarks: Sequence[str] = DEFAULT_LAND
 
 def _prediction_files(pred_dir: Path) -> list[Path]:
     files = (p for p in pred_dir.glob("*.json") if p.is_file() and not p.name.startswith("."))
-    return sorted(p for p in files if not p.name.endswith(".mrk.json"))
+    return sorted(p for p in files if not p.name.endswith((".mrk.json", ".plan.json")))
 
 
 def _plane_metrics(pred: np.ndarray, true: np.ndarray, names: Sequence[str], case: str) -> tuple[float, float]:

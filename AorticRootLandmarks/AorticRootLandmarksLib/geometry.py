@@ -6,8 +6,10 @@ hinge points come in the order ``RCC, LCC, NCC``. With that order the oriented n
 LCC left-posterior and NCC right-posterior (see docs/ARCHITECTURE.md).
 
 C-arm convention (used by :func:`carm_view_vector`, :func:`carm_angles`, :func:`coplanar_cran_deg`,
-:func:`implant_views`): patient supine, the *view vector* is the unit vector from the isocentre towards the
-image detector, in LPS. Angles in degrees: LAO positive / RAO negative, CRA(nial) positive / CAU(dal) negative::
+:func:`implant_views`): patient supine, head first (as in the CT, so CT LPS and the cath-lab frame agree), the *view
+vector* is the unit vector from the isocentre (the patient) towards the image detector, in LPS. Angles in degrees:
+LAO positive / RAO negative, CRA(nial) positive / CAU(dal) negative, as DICOM's Positioner Primary and Secondary
+Angles (PS3.3 C.8.7.5; sources and the plan's use of them: docs/PLAN.md)::
 
     v = (sin(lao) cos(cran), -cos(lao) cos(cran), sin(cran))
     AP (0, 0) -> (0, -1, 0)   detector above the patient's chest (anterior = -y)
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -243,6 +246,28 @@ def annulus_measurements(points_lps: ArrayLike) -> dict[str, float | list[float]
     return {key: float(value) if isinstance(value, (float, np.floating)) else value for key, value in result.items()}
 
 
+class CarmAngles(NamedTuple):
+    """A C-arm angulation in degrees (convention: module docstring). A tuple, so ``lao, cran = angles`` works.
+
+    Attributes:
+        lao_deg: LAO (+) / RAO (-).
+        cran_deg: CRAN(ial) (+) / CAUD(al) (-).
+    """
+
+    lao_deg: float
+    cran_deg: float
+
+    @property
+    def label(self) -> str:
+        """How the cath lab says it, in whole degrees, e.g. ``"LAO 12 CAUD 8"`` (``"RAO 25 CAUD 30"``)."""
+        lao, cran = round(self.lao_deg), round(self.cran_deg)
+        return f"{'LAO' if lao >= 0 else 'RAO'} {abs(lao)} {'CRAN' if cran >= 0 else 'CAUD'} {abs(cran)}"
+
+    def to_dict(self, digits: int = 2) -> dict[str, float | str]:
+        """``{"lao_deg", "cran_deg", "label"}``: named fields for JSON (a bare tuple would be an unlabelled pair)."""
+        return {"lao_deg": round(self.lao_deg, digits), "cran_deg": round(self.cran_deg, digits), "label": self.label}
+
+
 def carm_view_vector(lao_deg: ArrayLike, cran_deg: ArrayLike) -> np.ndarray:
     """Unit view vector (isocentre -> detector, LPS) of a C-arm angulation, patient supine.
 
@@ -259,15 +284,15 @@ def carm_view_vector(lao_deg: ArrayLike, cran_deg: ArrayLike) -> np.ndarray:
     return np.stack([np.sin(a) * np.cos(b), -np.cos(a) * np.cos(b), np.sin(b)], axis=-1)
 
 
-def carm_angles(view_vector: ArrayLike) -> tuple[float, float]:
+def carm_angles(view_vector: ArrayLike) -> CarmAngles:
     """C-arm angles of a view vector: inverse of :func:`carm_view_vector`.
 
     Args:
         view_vector: (3,) LPS direction isocentre -> detector (any length > 0).
 
     Returns:
-        (lao_deg, cran_deg): LAO in (-180, 180] (RAO negative), CRA in [-90, 90] (CAU negative). For a purely
-        cranial/caudal vector the LAO angle is undefined and returned as 0.
+        CarmAngles (lao_deg, cran_deg): LAO in (-180, 180] (RAO negative), CRA in [-90, 90] (CAU negative). For a
+        purely cranial/caudal vector the LAO angle is undefined and returned as 0.
     """
     v = _as_points(view_vector, "view vector", (3,))
     length = float(np.linalg.norm(v))
@@ -276,8 +301,8 @@ def carm_angles(view_vector: ArrayLike) -> tuple[float, float]:
     v = v / length
     cran = float(np.degrees(np.arcsin(np.clip(v[2], -1.0, 1.0)))) + 0.0  # + 0.0: no -0.0 in reports
     if np.hypot(v[0], v[1]) < 1e-12:
-        return 0.0, cran
-    return float(np.degrees(np.arctan2(v[0], -v[1]))) + 0.0, cran
+        return CarmAngles(0.0, cran)
+    return CarmAngles(float(np.degrees(np.arctan2(v[0], -v[1]))) + 0.0, cran)
 
 
 def coplanar_cran_deg(normal: ArrayLike, lao_deg: ArrayLike) -> float | np.ndarray:
@@ -313,7 +338,7 @@ def _anterior_view(direction: np.ndarray) -> np.ndarray:
     return v
 
 
-def implant_views(points_lps: ArrayLike) -> dict[str, tuple[float, float]]:
+def implant_views(points_lps: ArrayLike) -> dict[str, CarmAngles]:
     """The two standard TAVI implantation views, both on the S-curve (annulus plane seen edge-on).
 
     - ``three_cusp`` (coplanar three-cusp view): the view direction is in the annulus plane along
@@ -328,8 +353,8 @@ def implant_views(points_lps: ArrayLike) -> dict[str, tuple[float, float]]:
         points_lps: (3, 3) world LPS mm, order RCC, LCC, NCC.
 
     Returns:
-        ``{"three_cusp": (lao_deg, cran_deg), "cusp_overlap": (lao_deg, cran_deg)}`` (see the module docstring
-        for the angle convention).
+        ``{"three_cusp": CarmAngles, "cusp_overlap": CarmAngles}``, each a named pair (lao_deg, cran_deg) (see the
+        module docstring for the angle convention); ``CarmAngles.to_dict()`` names the fields for JSON.
     """
     points = _as_points(points_lps, "hinge points", (3, 3))
     _hinge_cross(points, "hinge points")

@@ -129,10 +129,11 @@ class VoxelGrid:
         """(..., 3) world LPS mm -> (..., 3) continuous index (i, j, k); inverts ``index_to_world`` exactly."""
         return ((np.asarray(points_lps, float) - self.origin) @ self._inverse_direction.T) / self.spacing
 
-    def contains(self, points_lps: PointsLPS) -> np.ndarray:
-        """(..., 3) world LPS mm -> (...,) bool: inside the grid's voxel-centre box."""
+    def contains(self, points_lps: PointsLPS, margin: float = 0.0) -> np.ndarray:
+        """(..., 3) world LPS mm -> (...,) bool: inside the grid's voxel-centre box widened by `margin` voxels
+        (0.5: the image's whole extent, voxel faces included)."""
         index = self.world_to_index(points_lps)
-        return np.all((index >= 0) & (index <= np.asarray(self.size) - 1), axis=-1)
+        return np.all((index >= -margin) & (index <= np.asarray(self.size) - 1 + margin), axis=-1)
 
     def corners(self) -> PointsLPS:
         """(8, 3) world LPS mm of the corner voxel centres."""
@@ -172,10 +173,21 @@ def make_grid(image: sitk.Image, spec: GridSpec = GridSpec(), center_lps: Points
 
     Cardiac CT is reconstructed around the heart, so the image centre is where the aortic root is expected.
     """
-    centre = image_center_lps(image) if center_lps is None else np.asarray(center_lps, float)
-    size = tuple(int(s) for s in spec.size)
-    origin = centre - spec.spacing * (np.asarray(size) - 1) / 2.0
-    return NetworkGrid(origin=origin, spacing=float(spec.spacing), size=size)
+    centre = image_center_lps(image) if center_lps is None else center_lps
+    return centred_grid(centre, spec.spacing, spec.size)
+
+
+def centred_grid(center_lps: PointsLPS, spacing: float, size) -> NetworkGrid:
+    """The isotropic LPS-aligned grid of `size` voxels of `spacing` mm whose centre (index (size - 1) / 2) is
+    `center_lps` (world LPS mm): the network grid, a localizer's grid or a refinement patch.
+
+    Example:
+        >>> centred_grid([0.0, 0.0, 0.0], 0.5, (4, 4, 4)).origin.tolist()
+        [-0.75, -0.75, -0.75]
+    """
+    size = tuple(int(s) for s in size)
+    origin = np.asarray(center_lps, float).reshape(3) - float(spacing) * (np.asarray(size) - 1) / 2.0
+    return NetworkGrid(origin=origin, spacing=float(spacing), size=size)
 
 
 def shrink_factors(image: sitk.Image, target_spacing: float) -> np.ndarray:
@@ -213,13 +225,37 @@ def resample_to_grid(image: sitk.Image, grid: NetworkGrid, window: tuple[float, 
     Returns:
         (X, Y, Z) float32 array in [0, 1], indexed [x, y, z]; outside the CT's field of view is air.
     """
-    low, high = window
-    if not high > low:
-        raise InputError(f"intensity window {window}: high must exceed low")
+    _check_window(window)
     source = sitk.Cast(image, sitk.sitkFloat32)
     shrink = shrink_factors(image, grid.spacing)
     if np.any(shrink > 1):
         source = sitk.BinShrink(source, shrink.tolist())
+    return _apply_window(_fine_block_mean(source, grid), window)
+
+
+def resample_patch(image: sitk.Image, grid: NetworkGrid, window: tuple[float, float] = GridSpec.window) -> np.ndarray:
+    """`resample_to_grid` for a small grid about as fine as the CT (a refinement patch of ~0.5 mm voxels).
+
+    It leaves out the whole-image steps of `resample_to_grid` (the float cast and the BinShrink of the CT, ~0.2 s on a
+    512 x 512 x 320 CT), so its cost is that of the patch alone; the block mean over each patch voxel (fine grid) is
+    kept, so a CT much finer than the patch is still averaged, not aliased. Where the CT's voxels are at least half the
+    patch spacing (``shrink_factors`` all 1) the result equals `resample_to_grid`'s.
+
+    Returns:
+        (X, Y, Z) float32 array in [0, 1], indexed [x, y, z]; outside the CT's field of view is air.
+    """
+    _check_window(window)
+    return _apply_window(_fine_block_mean(image, grid), window)
+
+
+def _check_window(window: tuple[float, float]) -> None:
+    low, high = window
+    if not high > low:
+        raise InputError(f"intensity window {window}: high must exceed low")
+
+
+def _fine_block_mean(source: sitk.Image, grid: NetworkGrid) -> np.ndarray:
+    """HU of `source` (any pixel type) averaged over each grid voxel on a fine grid nested in it: (X, Y, Z)."""
     fine = fine_factors(source, grid.spacing)
     fine_spacing = grid.spacing / fine
     fine_origin = np.asarray(grid.origin, float) - (fine - 1) / 2.0 * fine_spacing
@@ -236,6 +272,11 @@ def resample_to_grid(image: sitk.Image, grid: NetworkGrid, window: tuple[float, 
     )
     if np.any(fine > 1):
         resampled = sitk.BinShrink(resampled, fine.tolist())
-    volume = sitk.GetArrayViewFromImage(resampled).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
+    # (z, y, x) -> (x, y, z); a copy, not a view: the array outlives `resampled`
+    return sitk.GetArrayFromImage(resampled).transpose(2, 1, 0)
+
+
+def _apply_window(volume: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    low, high = window
     volume = (np.clip(volume, low, high) - low) / (high - low)
     return np.ascontiguousarray(volume, dtype=np.float32)

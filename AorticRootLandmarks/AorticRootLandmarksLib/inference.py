@@ -31,6 +31,8 @@ ACTIVATIONS = ("identity", "sigmoid")
 DEVICES = "auto, cpu, cuda or cuda:N"
 #: Fold peaks further apart than this (RMS, in grid voxels) give confidence exp(-1/2) ~ 0.61.
 CONFIDENCE_TOLERANCE_VOXELS = 2.0
+#: Sub-folder of a model folder that holds its second stage (model.json's "refiner" names it).
+REFINER_FOLDER = "refine"
 
 Progress = Callable[[float, str], None]
 
@@ -77,12 +79,16 @@ class Ensemble:
         networks: the fold U-Nets, in eval mode on `device`.
         meta: model.json contents.
         device: torch.device the networks live on.
+        localizer: the model's localizer (``localizer/``), which centres the grid on the root; None if it has none.
+        refiner: the model's second stage (``refine/``), which refines each landmark on a full-resolution patch
+            (refine.py); None if it has none. Its ``grid_spec`` is the patch (spacing, size, window).
     """
 
     networks: list
     meta: dict
     device: Any
     localizer: Ensemble | None = None
+    refiner: Ensemble | None = None
 
     @property
     def names(self) -> list[str]:
@@ -148,12 +154,19 @@ def load_ensemble(model_dir: PathLike | None = None, device: str = "auto") -> En
         network.load_state_dict(_read_weights(folder / name, network.state_dict()))
         # channels_last_3d: 1.1-2x faster 3D convolutions on CPU (benchmarks/bench_network.py)
         networks.append(network.to(torch_device, memory_format=torch.channels_last_3d).eval())
-    localizer = None
+    localizer = refiner = None
     if meta.get("localizer"):
         localizer = load_ensemble(folder / str(meta["localizer"]), device)
-        if localizer.localizer is not None or len(localizer.names) != 1:
-            raise InputError(f"{folder / str(meta['localizer'])}: a localizer has one landmark and no localizer")
-    return Ensemble(networks, meta, torch_device, localizer)
+        if localizer.localizer is not None or localizer.refiner is not None or len(localizer.names) != 1:
+            raise InputError(f"{folder / str(meta['localizer'])}: a localizer has one landmark and no sub-models")
+    if meta.get("refiner"):
+        refiner = load_ensemble(folder / str(meta["refiner"]), device)
+        if refiner.localizer is not None or refiner.refiner is not None:
+            raise InputError(f"{folder / str(meta['refiner'])}: a refiner has no localizer or refiner of its own")
+        unknown = sorted(set(refiner.names) - set(meta["landmarks"]))
+        if unknown:
+            raise InputError(f"{folder / str(meta['refiner'])}: refines {', '.join(unknown)}, which the model lacks")
+    return Ensemble(networks, meta, torch_device, localizer, refiner)
 
 
 def attach_localizer(model_dir: PathLike, localizer_dir: PathLike) -> Path:
@@ -161,14 +174,28 @@ def attach_localizer(model_dir: PathLike, localizer_dir: PathLike) -> Path:
 
     The landmark model then centres its grid where the localizer finds the root (detection.place_grid).
     """
+    return _attach(model_dir, localizer_dir, "localizer")
+
+
+def attach_refiner(model_dir: PathLike, refiner_dir: PathLike) -> Path:
+    """Copy a trained second stage (model folder) into ``model_dir/refine`` and name it in model.json's "refiner".
+
+    Detection then refines each landmark the refiner knows on a full-resolution patch (refine.py).
+    """
+    return _attach(model_dir, refiner_dir, "refiner", REFINER_FOLDER)
+
+
+def _attach(model_dir: PathLike, source_dir: PathLike, key: str, name: str | None = None) -> Path:
+    """Copy a sub-model into ``model_dir/<name>`` (without its own sub-models or notes) and set model.json[key]."""
+    name = name or key
     folder = find_model_dir(model_dir)
-    source = find_model_dir(localizer_dir)
-    target = folder / "localizer"
+    source = find_model_dir(source_dir)
+    target = folder / name
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("localizer", "*.md"))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("localizer", REFINER_FOLDER, "*.md"))
     meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-    meta["localizer"] = "localizer"
+    meta[key] = name
     (folder / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return folder
 
@@ -306,6 +333,32 @@ def predict_maps(ensemble: Ensemble, volume: np.ndarray, progress: Progress | No
             if progress:
                 progress(0.2 + 0.7 * i / len(ensemble.networks), f"network {i + 1} of {len(ensemble.networks)}")
             out = network(x)[0]
+            maps.append((torch.sigmoid(out) if sigmoid else out).float().cpu().numpy())
+    return np.stack(maps)
+
+
+def predict_patch_maps(ensemble: Ensemble, patches: np.ndarray, landmarks: Sequence[int]) -> np.ndarray:
+    """Run every fold of a refiner on patches, each for its own landmark (`network.landmark_maps`).
+
+    Args:
+        patches: (B, X, Y, Z) float32 in [0, 1] from `grid.resample_patch`, patch b cut around landmark landmarks[b].
+        landmarks: (B,) index of each patch's landmark in ``ensemble.names``.
+
+    Returns:
+        (F, B, X, Y, Z) float32 maps in the model's decoding space (see `predict_maps`).
+    """
+    import torch
+
+    from .network import landmark_maps
+
+    x = torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32))[:, None]
+    x = x.to(ensemble.device, memory_format=torch.channels_last_3d)
+    which = torch.as_tensor(np.asarray(landmarks, dtype=np.int64), device=ensemble.device)
+    sigmoid = ensemble.meta.get("activation", "identity") == "sigmoid"
+    maps = []
+    with torch.inference_mode():
+        for network in ensemble.networks:
+            out = landmark_maps(network, x, which)[:, 0]
             maps.append((torch.sigmoid(out) if sigmoid else out).float().cpu().numpy())
     return np.stack(maps)
 

@@ -1,8 +1,11 @@
-"""The only place that touches MRML: volume nodes <-> SimpleITK, landmark and plane nodes, reoriented slice views.
+"""MRML nodes: volume nodes <-> SimpleITK, landmark, plane and contour nodes, links between them, point placement.
+
+With :mod:`mrml_views` (slice views, layout) and :mod:`mrml_tables` (measurement table, plot chart) the only code that
+touches MRML nodes.
 
 Frames (see docs/ARCHITECTURE.md): the MRML scene is in **world RAS mm**; files, SimpleITK images and every array
 passed in or out of this module's public functions are in **world LPS mm** unless the name says ``_ras``.
-``RAS = diag(-1, -1, 1) @ LPS`` (:mod:`frames`); this is the only module that gives the scene RAS.
+``RAS = diag(-1, -1, 1) @ LPS`` (:mod:`frames`); only the ``mrml*`` modules give the scene RAS.
 
 Works with the full 3D Slicer and with the ``slicer-core`` wheel (MRML without Qt), so every function here is tested
 headless on a plain ``slicer.vtkMRMLScene()``.
@@ -28,15 +31,17 @@ from slicer.util import arrayFromVolume, arrayFromVTKMatrix, updateVolumeFromArr
 from .constants import LOW_CONFIDENCE
 from .errors import InputError
 from .frames import LPS_TO_RAS, lps_to_ras, ras_to_lps
-from .geometry import Plane, plane_axes
+from .geometry import Plane
 from .typing import PointsLPS, PointsRAS
 
-#: Slice views that are reoriented: Red in the annulus plane, Yellow and Green through the root axis.
-SLICE_VIEWS: tuple[str, str, str] = ("Red", "Yellow", "Green")
 #: Node attribute holding the detected positions (JSON, LPS) so that "restore" survives scene save/load.
 DETECTED_ATTRIBUTE = "AorticRootLandmarks.Detected"
-#: Node reference from the landmarks to their annulus plane node.
+#: Node references from a point list to the nodes shown with it (saved with the scene; :func:`link_node`).
 PLANE_REFERENCE = "AorticRootLandmarks.AnnulusPlane"
+VOLUME_REFERENCE = "AorticRootLandmarks.Volume"
+TABLE_REFERENCE = "AorticRootLandmarks.Measurements"
+CHART_REFERENCE = "AorticRootLandmarks.SCurve"
+CONTOUR_REFERENCE = "AorticRootLandmarks.LumenContour"
 
 
 def volume_node_to_sitk(volume_node: slicer.vtkMRMLScalarVolumeNode) -> sitk.Image:
@@ -128,6 +133,7 @@ def set_fiducials(
     node: slicer.vtkMRMLMarkupsFiducialNode | None = None,
     node_name: str = "AorticRootLandmarks",
     store_as_detected: bool = True,
+    reasons: Sequence[str] | None = None,
 ) -> slicer.vtkMRMLMarkupsFiducialNode:
     """Write landmarks into one fiducial node, creating it if needed; re-running replaces its points.
 
@@ -138,6 +144,7 @@ def set_fiducials(
         confidence: (K,) in [0, 1] or None; written into each point's description, low ones flagged.
         node: the node to update; None creates a new one named ``node_name``.
         store_as_detected: also remember these positions for :func:`restore_detected`.
+        reasons: (K,) why the quality control doubts each point ("" when it does not), stored with the positions.
 
     Returns:
         The fiducial node; its control points are in world RAS (MRML), in the order of ``names``.
@@ -163,7 +170,8 @@ def set_fiducials(
     node.SetFixedNumberOfControlPoints(True)
     if store_as_detected:
         record = {"names": list(names), "positions_lps": points.tolist(),
-                  "confidence": [None if c is None else round(c, 6) for c in conf]}
+                  "confidence": [None if c is None else round(c, 6) for c in conf],
+                  "reasons": [""] * len(points) if reasons is None else [str(r) for r in reasons]}
         node.SetAttribute(DETECTED_ATTRIBUTE, json.dumps(record))
     node.EndModify(was_modifying)
     return node
@@ -204,12 +212,14 @@ def first_defined_point_lps(node: slicer.vtkMRMLMarkupsFiducialNode) -> PointsLP
 
 
 def detected_record(node: slicer.vtkMRMLMarkupsFiducialNode) -> dict | None:
-    """What :func:`set_fiducials` stored: ``{"names", "positions_lps" (K, 3), "confidence" (K,)}``, or None."""
+    """What :func:`set_fiducials` stored: ``{"names", "positions_lps" (K, 3), "confidence" (K,), "reasons" (K,)}``,
+    or None."""
     text = node.GetAttribute(DETECTED_ATTRIBUTE) if node is not None else None
     if not text:
         return None
     record = json.loads(text)
     record["positions_lps"] = np.asarray(record["positions_lps"], dtype=np.float64).reshape(-1, 3)
+    record.setdefault("reasons", [""] * len(record["names"]))  # scenes saved before reasons were stored
     return record
 
 
@@ -221,6 +231,46 @@ def restore_detected(node: slicer.vtkMRMLMarkupsFiducialNode) -> bool:
     set_fiducials(node.GetScene(), record["names"], record["positions_lps"], record["confidence"], node=node,
                   store_as_detected=False)
     return True
+
+
+def control_point_index(node: slicer.vtkMRMLMarkupsFiducialNode, label: str, add: bool = False) -> int:
+    """Index of the control point labelled ``label``; ``add`` appends an unplaced one (no position) if there is none.
+
+    Raises:
+        InputError: no such point and ``add`` is False.
+    """
+    labels = [node.GetNthControlPointLabel(i) for i in range(node.GetNumberOfControlPoints())]
+    if label in labels:
+        return labels.index(label)
+    if not add:
+        raise InputError(f"'{node.GetName()}': has no point {label}")
+    fixed = node.GetFixedNumberOfControlPoints()
+    node.SetFixedNumberOfControlPoints(False)  # a detected list is fixed so that stray clicks add nothing
+    index = node.AddControlPoint(0.0, 0.0, 0.0, label)
+    node.UnsetNthControlPointPosition(index)
+    node.SetFixedNumberOfControlPoints(fixed)
+    return index
+
+
+def start_placing(scene: slicer.vtkMRMLScene, node: slicer.vtkMRMLMarkupsFiducialNode, index: int) -> None:
+    """Let the next click in a view place control point ``index`` of ``node`` (its old position is cleared).
+
+    What Slicer's Markups module does for an unplaced point of a fixed list: clear the position, make the point the
+    next to be placed, make the list the active place node and switch the mouse to place mode for one click.
+
+    Raises:
+        InputError: the scene has no selection or interaction node (no views to click in).
+    """
+    selection = scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+    interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    if selection is None or interaction is None:
+        raise InputError("place a point: this scene has no views to click in (no selection or interaction node)")
+    node.UnsetNthControlPointPosition(index)
+    node.SetControlPointPlacementStartIndex(index)
+    selection.SetReferenceActivePlaceNodeClassName(node.GetClassName())
+    selection.SetReferenceActivePlaceNodeID(node.GetID())
+    interaction.SetPlaceModePersistence(0)
+    interaction.SetCurrentInteractionMode(interaction.Place)
 
 
 class ControlPointObserver:
@@ -351,14 +401,55 @@ def set_plane_node(
     return node
 
 
-def link_plane(fiducial_node: slicer.vtkMRMLMarkupsFiducialNode, plane_node: slicer.vtkMRMLMarkupsPlaneNode) -> None:
-    """Remember (in the scene, saved with it) which plane node shows the annulus of these landmarks."""
-    fiducial_node.SetNodeReferenceID(PLANE_REFERENCE, plane_node.GetID() if plane_node is not None else None)
+def link_node(node: slicer.vtkMRMLNode, role: str, target: slicer.vtkMRMLNode | None) -> None:
+    """Remember (in the scene, saved with it) which node plays ``role`` for ``node`` (None forgets it).
+
+    Roles: :data:`PLANE_REFERENCE`, :data:`VOLUME_REFERENCE`, :data:`TABLE_REFERENCE`, :data:`CHART_REFERENCE`,
+    :data:`CONTOUR_REFERENCE`.
+    """
+    node.SetNodeReferenceID(role, target.GetID() if target is not None else None)
 
 
-def linked_plane(fiducial_node: slicer.vtkMRMLMarkupsFiducialNode) -> slicer.vtkMRMLMarkupsPlaneNode | None:
-    """The plane node set by :func:`link_plane`, or None."""
-    return fiducial_node.GetNodeReference(PLANE_REFERENCE)
+def linked_node(node: slicer.vtkMRMLNode, role: str) -> slicer.vtkMRMLNode | None:
+    """The node set by :func:`link_node` for ``role``, or None."""
+    return node.GetNodeReference(role)
+
+
+def set_closed_curve(
+    scene: slicer.vtkMRMLScene,
+    points_lps: PointsLPS,
+    node: slicer.vtkMRMLMarkupsClosedCurveNode | None = None,
+    node_name: str = "Lumen contour",
+    max_points: int = 72,
+) -> slicer.vtkMRMLMarkupsClosedCurveNode:
+    """Show a measured contour as a locked, unlabelled closed curve (straight segments between its points).
+
+    Args:
+        points_lps: (M, 3) world LPS mm, in order along the contour; more than ``max_points`` are thinned evenly
+            (a contour of hundreds of points would draw hundreds of handles).
+        node: curve to update; None creates one named ``node_name``.
+
+    Returns:
+        The closed-curve node (world RAS).
+    """
+    points = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3)
+    if len(points) > max_points:
+        points = points[np.linspace(0, len(points), max_points, endpoint=False).astype(int)]
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLMarkupsClosedCurveNode", node_name)
+        node.CreateDefaultDisplayNodes()
+    was_modifying = node.StartModify()
+    node.SetLocked(False)
+    node.RemoveAllControlPoints()
+    slicer.util.updateMarkupsControlPointsFromArray(node, lps_to_ras(points), world=True)
+    node.SetCurveTypeToLinear()
+    node.SetLocked(True)
+    display = node.GetDisplayNode()
+    if display is not None:
+        display.SetPointLabelsVisibility(False)
+        display.SetPropertiesLabelVisibility(False)
+    node.EndModify(was_modifying)
+    return node
 
 
 def get_plane_ras(node: slicer.vtkMRMLMarkupsPlaneNode) -> tuple[PointsRAS, PointsRAS]:
@@ -367,121 +458,3 @@ def get_plane_ras(node: slicer.vtkMRMLMarkupsPlaneNode) -> tuple[PointsRAS, Poin
     node.GetCenterWorld(center)
     node.GetNormalWorld(normal)
     return center, normal / np.linalg.norm(normal)
-
-
-def annulus_slice_frames(plane: Plane, toward_lps: np.ndarray) -> dict[str, np.ndarray]:
-    """SliceToRAS matrices of the double-oblique views an analyst sets by hand for the aortic annulus.
-
-    With ``n`` the annulus normal (ventricle -> aorta) and ``u`` the in-plane unit direction towards
-    ``toward_lps`` (RCC), all in RAS, columns are (screen x, screen up, slice normal, centre):
-
-    - Red (annulus short axis): ``[n x u, u, n]``: the normal is the annulus normal, RCC straight up, and it is
-      left-handed like Slicer's axial preset (viewed from the feet, patient's left on the screen's right), so a
-      horizontal annulus with RCC anterior gives exactly the axial view.
-    - Green (coronal-like long axis): ``[n x u, n, u]``: contains the root axis; aorta up.
-    - Yellow (sagittal-like long axis through RCC and the root axis): ``[-u, n, n x u]``.
-
-    All three pass through the centre (hinge-point centroid) and are mutually orthogonal. With ``n = S`` and
-    ``u = A`` they equal Slicer's axial, coronal and sagittal presets.
-
-    Args:
-        plane: annulus plane, LPS (centre = hinge-point centroid).
-        toward_lps: (3,) world LPS mm, the point the Red view's up direction points to (RCC).
-
-    Returns:
-        {"Red", "Yellow", "Green"}: (4, 4) SliceToRAS, RAS mm.
-    """
-    u_lps, _ = plane_axes(plane, toward_lps)
-    n, u, center = lps_to_ras(plane.normal), lps_to_ras(u_lps), lps_to_ras(plane.center)
-    columns = {
-        "Red": (np.cross(n, u), u, n),
-        "Green": (np.cross(n, u), n, u),
-        "Yellow": (-u, n, np.cross(n, u)),
-    }
-    frames = {}
-    for view, (x, y, z) in columns.items():
-        frame = np.eye(4)
-        frame[:3, 0], frame[:3, 1], frame[:3, 2], frame[:3, 3] = x, y, z, center
-        frames[view] = frame
-    return frames
-
-
-def get_slice_nodes(scene: slicer.vtkMRMLScene, create: bool = False) -> dict[str, slicer.vtkMRMLSliceNode]:
-    """{layout name: node} of the scene's Red, Yellow, Green slice nodes; ``create`` adds missing ones (headless:
-    in Slicer the layout manager has made them)."""
-    found = {}
-    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
-        node = scene.GetNthNodeByClass(index, "vtkMRMLSliceNode")
-        if node.GetLayoutName() in SLICE_VIEWS:
-            found.setdefault(node.GetLayoutName(), node)
-    if create:
-        for view in SLICE_VIEWS:
-            if view not in found:
-                logic = slicer.vtkMRMLSliceLogic()
-                logic.SetMRMLScene(scene)
-                found[view] = logic.AddSliceNode(view)
-    return found
-
-
-def set_slice_to_ras(slice_node: slicer.vtkMRMLSliceNode, frame: np.ndarray) -> None:
-    """Set a slice node's SliceToRAS from a (4, 4) RAS matrix with orthonormal rotation columns.
-
-    Right-handed frames go through ``SetSliceToRASByNTP`` (N = column 2, T = column 0), which only makes
-    right-handed ones; a left-handed frame (like Slicer's axial preset) is copied into SliceToRAS.
-    """
-    frame = np.asarray(frame, dtype=np.float64)
-    if np.linalg.det(frame[:3, :3]) > 0:
-        slice_node.SetSliceToRASByNTP(*frame[:3, 2], *frame[:3, 0], *frame[:3, 3], 0)
-    else:
-        slice_node.GetSliceToRAS().DeepCopy(vtkMatrixFromArray(frame))
-        slice_node.UpdateMatrices()
-
-
-def reorient_slice_views(
-    scene: slicer.vtkMRMLScene,
-    plane: Plane,
-    toward_lps: np.ndarray,
-    field_of_view_mm: float | None = 80.0,
-    create: bool = False,
-) -> dict[str, slicer.vtkMRMLSliceNode]:
-    """Turn Red into the annulus short-axis view and Yellow/Green into the long-axis views (double oblique).
-
-    Args:
-        plane: annulus plane, LPS; the views are centred on ``plane.center`` (hinge-point centroid).
-        toward_lps: (3,) world LPS mm, the point that appears straight up in Red (RCC).
-        field_of_view_mm: shorter side of each view's field of view (zoom to the root); None keeps the zoom.
-        create: create missing slice nodes (headless).
-
-    Returns:
-        {layout name: slice node} reoriented; axes as in :func:`annulus_slice_frames`.
-    """
-    nodes = get_slice_nodes(scene, create=create)
-    frames = annulus_slice_frames(plane, toward_lps)
-    for view, node in nodes.items():
-        was_modifying = node.StartModify()
-        set_slice_to_ras(node, frames[view])
-        if field_of_view_mm is not None:
-            width, height, _ = node.GetDimensions()
-            scale = field_of_view_mm / max(min(width, height), 1)
-            node.SetFieldOfView(width * scale, height * scale, node.GetFieldOfView()[2])
-        node.EndModify(was_modifying)
-    return nodes
-
-
-def slice_to_ras(slice_node: slicer.vtkMRMLSliceNode) -> np.ndarray:
-    """(4, 4) SliceToRAS of a slice node: columns screen x, screen up, slice normal, centre (RAS)."""
-    return arrayFromVTKMatrix(slice_node.GetSliceToRAS())
-
-
-def ras_to_slice_xy(slice_node: slicer.vtkMRMLSliceNode, points_ras: PointsRAS) -> np.ndarray:
-    """Project (K, 3) world RAS mm into the slice view: (K, 3) = (pixel x, pixel y from the bottom, mm off-slice).
-
-    Uses the node's XYToRAS (pixels of a view of ``GetDimensions()``), the matrix Slicer's slice views render with.
-    The third column is the signed distance to the slice along its normal, in mm.
-    """
-    points = np.asarray(points_ras, dtype=np.float64).reshape(-1, 3)
-    ras_to_xy = np.linalg.inv(arrayFromVTKMatrix(slice_node.GetXYToRAS()))
-    xyz = points @ ras_to_xy[:3, :3].T + ras_to_xy[:3, 3]
-    frame = slice_to_ras(slice_node)
-    xyz[:, 2] = (points - frame[:3, 3]) @ frame[:3, 2]
-    return xyz

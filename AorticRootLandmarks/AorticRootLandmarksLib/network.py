@@ -303,6 +303,37 @@ class PerLandmarkUNets(nn.Module):
 ARCHITECTURES = {"shared": UNet3D, "per_landmark": PerLandmarkUNets}
 
 
+def landmark_maps(network: nn.Module, x: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+    """Each input's map of its own landmark: how a refiner (second stage) runs on patches of several landmarks.
+
+    A refinement patch is cut around one landmark and asks for that landmark only. With `PerLandmarkUNets` the
+    landmark picks the network (patches of landmark k go through ``nets[k]`` alone); with a shared `UNet3D` of K
+    outputs (or any network returning K maps) the landmark picks the output channel, i.e. the landmark is an input
+    of the shared network's head. (One-hot input channels would not do: a constant channel adds a constant to each
+    first-layer feature, which the following instance norm subtracts again.)
+
+    Args:
+        network: K-landmark network, ``(B, C, X, Y, Z) -> (B, K, X, Y, Z)``.
+        x: (B, C, X, Y, Z) patches.
+        landmarks: (B,) integer landmark (output channel) of each patch.
+
+    Returns:
+        (B, 1, X, Y, Z) raw maps.
+    """
+    landmarks = torch.as_tensor(landmarks, dtype=torch.long, device=x.device).reshape(-1)
+    if landmarks.shape[0] != x.shape[0]:
+        raise ValueError(f"landmark_maps: {landmarks.shape[0]} landmarks for a batch of {x.shape[0]}")
+    if isinstance(network, PerLandmarkUNets):
+        out = x.new_empty((x.shape[0], 1, *x.shape[2:]))
+        for k in torch.unique(landmarks).tolist():
+            rows = landmarks == k
+            out[rows] = network.nets[k](x[rows])
+        return out
+    maps = network(x)
+    index = landmarks.reshape(-1, 1, 1, 1, 1).expand(-1, 1, *maps.shape[2:])
+    return maps.gather(1, index)
+
+
 def build_network(config: dict) -> nn.Module:
     """Network from a saved config (``model.json["network"]``): ``architecture`` picks the class (default shared)."""
     config = dict(config)

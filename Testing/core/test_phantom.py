@@ -502,8 +502,12 @@ def test_write_dataset_nifti_and_dicom_read_back(tmp_path, small_case):
         np.testing.assert_allclose(c3.landmarks_lps, small_case.landmarks_lps, atol=1e-4)
         assert c3.quality == small_case.quality == truth["phantom_0003"]["quality"]
         labels, points = io.read_markups(out / "markups" / "phantom_0003.mrk.json")
-        assert labels == ["RCC", "LCC", "NCC"]
-        np.testing.assert_allclose(points, small_case.landmarks_lps, atol=1e-6)
+        assert labels == ["RCC", "LCC", "NCC", "LCO", "RCO"]  # hinge points, then the coronary ostia
+        np.testing.assert_allclose(points[:3], small_case.landmarks_lps, atol=1e-6)
+        ostia = [truth["phantom_0003"]["ostia"][name] for name in ("LCO", "RCO")]
+        np.testing.assert_allclose(points[3:], ostia, atol=1e-6)
+        with_ostia = io.read_manifest(manifest, ["RCC", "LCC", "NCC", "LCO", "RCO"])[3]
+        np.testing.assert_allclose(with_ostia.landmarks_lps[3:], ostia, atol=1e-4)
         image = io.read_image(c3.image)
         a, b = sitk.DICOMOrient(image, "LPS"), sitk.DICOMOrient(small_case.image, "LPS")
         np.testing.assert_allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-4)

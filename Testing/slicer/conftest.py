@@ -16,7 +16,7 @@ for folder in (MODULE_DIR, Path(__file__).resolve().parent):  # the module file 
 
 import app_stubs  # noqa: E402
 
-from AorticRootLandmarksLib import mrml  # noqa: E402
+from AorticRootLandmarksLib import mrml_views  # noqa: E402
 
 app_stubs.install()  # the Slicer application's modules that slicer-core lacks, before the module file is imported
 
@@ -30,8 +30,9 @@ def scene():
     scene = slicer.vtkMRMLScene()
     colors = slicer.vtkMRMLColorLogic()
     colors.SetMRMLScene(scene)  # adds vtkMRMLColorTableNodeGrey, which volume display nodes use
-    scene.AddNode(slicer.vtkMRMLSelectionNode())  # markups look up length units through it
-    for node in mrml.get_slice_nodes(scene, create=True).values():
+    scene.AddNode(slicer.vtkMRMLSelectionNode())  # markups look up length units through it; place mode uses it
+    scene.AddNode(slicer.vtkMRMLInteractionNode())  # the mouse mode (place, view transform) of the views
+    for node in mrml_views.get_slice_nodes(scene, create=True).values():
         node.SetDimensions(*VIEW_SIZE, 1)
     yield scene
     scene.Clear(1)

@@ -22,8 +22,6 @@ def test_module_logic_is_the_library_logic():
     assert issubclass(AorticRootLandmarks.AorticRootLandmarksLogic, LandmarkLogic)
     own = set(vars(AorticRootLandmarks.AorticRootLandmarksLogic)) - {"__module__", "__doc__", "__qualname__"}
     assert own <= {"__init__", "getParameterNode", "ensureTorch"}
-    assert AorticRootLandmarks.formatCarmAngles(-12.4, 8.0) == "RAO 12° CRA 8°"
-    assert AorticRootLandmarks.formatCarmAngles(30.0, -20.6) == "LAO 30° CAU 21°"
 
 
 def test_detection_lands_in_the_scene_in_ras(scene, logic, phantom, tiny_model_dir):
@@ -235,22 +233,47 @@ def test_save_results_writes_points_and_numbers_all_or_nothing(scene, logic, pha
     import csv
     import json
 
+    from AorticRootLandmarksLib import mrml_tables
     from AorticRootLandmarksLib.errors import InputError
     from AorticRootLandmarksLib.io import read_markups
 
     result = logic.showLandmarks(geometry.HINGE_NAMES, phantom.landmarks_lps, [0.9, 0.8, 0.3],
                                  nodeName="CT 7 hinge points")
-    files = logic.saveResults(result.fiducialNode, tmp_path / "results")
-    assert [f.name for f in files] == ["CT_7_hinge_points.mrk.json", "measurements.json", "measurements.csv"]
+    shots = []
+
+    def screenshot(path):  # in Slicer: ScreenCapture's capture of the view layout
+        shots.append(path)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    files = logic.saveResults(result.fiducialNode, tmp_path / "results", screenshot=screenshot)
+    assert [f.name for f in files] == ["CT_7_hinge_points.mrk.json", "measurements.json", "measurements.csv",
+                                       "annulus_views.png"]
+    assert all(f.is_file() for f in files) and shots[0].name == "annulus_views.png"
     labels, points = read_markups(files[0])
     assert labels == ["RCC", "LCC", "NCC"]
     np.testing.assert_allclose(points, phantom.landmarks_lps, atol=1e-3)
+    markups = json.loads(files[0].read_text(encoding="utf-8"))["markups"][0]["controlPoints"]
+    assert [p["description"].split(":")[0] for p in markups] == ["ok", "ok", "review"]  # verdicts travel with them
     record = json.loads(files[1].read_text(encoding="utf-8"))
     expected = geometry.annulus_measurements(phantom.landmarks_lps)["circumcircle_diameter_mm"]
     assert record["measurements"]["circumcircle_diameter_mm"] == pytest.approx(expected)
     assert record["landmarks"]["NCC"]["confidence"] == pytest.approx(0.3)
-    rows = dict(csv.reader(files[2].open(encoding="utf-8")))
-    assert float(rows["circumcircle_diameter_mm"]) == pytest.approx(expected)
-    assert float(rows["RCC_x_lps_mm"]) == pytest.approx(phantom.landmarks_lps[0, 0], abs=1e-3)
+    assert record["landmarks"]["NCC"]["verdict"] == "review"
+    assert record["table"][0] == {"measurement": "Circumcircle diameter", "value": pytest.approx(expected, abs=1e-4),
+                                  "unit": "mm"}
+    rows = {row[0]: row[1:] for row in csv.reader(files[2].open(encoding="utf-8"))}
+    assert rows["measurement"] == ["value", "unit"]
+    assert float(rows["Circumcircle diameter"][0]) == pytest.approx(expected, rel=1e-3)
+    assert float(rows["RCC x (LPS)"][0]) == pytest.approx(phantom.landmarks_lps[0, 0], abs=1e-3)
+    # the CSV is the table the analyst sees, row for row
+    table = mrml_tables.read_measurement_table(result.tableNode)
+    assert [label for label in rows if not label.endswith("(LPS)")][1:] == [label for label, _, _ in table]
     with pytest.raises(InputError, match="--force"):  # an existing folder is not overwritten
         logic.saveResults(result.fiducialNode, tmp_path / "results")
+
+    def failing_screenshot(path):
+        raise RuntimeError("no views")
+
+    with pytest.raises(RuntimeError):
+        logic.saveResults(result.fiducialNode, tmp_path / "other", screenshot=failing_screenshot)
+    assert not (tmp_path / "other").exists()  # all or nothing

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import slicer
 
-from AorticRootLandmarksLib import frames, geometry, mrml
+from AorticRootLandmarksLib import frames, geometry, mrml, mrml_views
 
 pytestmark = pytest.mark.slicer
 
@@ -67,22 +67,22 @@ def test_horizontal_annulus_gives_slicer_presets(scene):
     # Hand-derived: normal S, RCC anterior -> Red = axial [L, A, S], Green = coronal [L, S, A],
     # Yellow = sagittal [P, S, L] (Slicer's presets), all centred on the hinge centroid (0, 0, 50) LPS = RAS.
     plane = geometry.annulus_plane(HORIZONTAL)
-    nodes = mrml.reorient_slice_views(scene, plane, HORIZONTAL[0])
+    nodes = mrml_views.reorient_slice_views(scene, plane, HORIZONTAL[0])
     expected = {
         "Red": [[-1, 0, 0], [0, 1, 0], [0, 0, 1]],
         "Green": [[-1, 0, 0], [0, 0, 1], [0, 1, 0]],
         "Yellow": [[0, 0, -1], [-1, 0, 0], [0, 1, 0]],
     }
     for view, rotation in expected.items():
-        frame = mrml.slice_to_ras(nodes[view])
+        frame = mrml_views.slice_to_ras(nodes[view])
         np.testing.assert_allclose(frame[:3, :3], rotation, atol=1e-9, err_msg=view)
         np.testing.assert_allclose(frame[:3, 3], [0, 0, 50], atol=1e-9)
 
 
 def test_oblique_views_follow_the_annulus(scene, phantom):
     plane = geometry.annulus_plane(phantom.landmarks_lps)
-    nodes = mrml.reorient_slice_views(scene, plane, phantom.landmarks_lps[0], field_of_view_mm=60.0)
-    red, yellow, green = (mrml.slice_to_ras(nodes[v]) for v in ("Red", "Yellow", "Green"))
+    nodes = mrml_views.reorient_slice_views(scene, plane, phantom.landmarks_lps[0], field_of_view_mm=60.0)
+    red, yellow, green = (mrml_views.slice_to_ras(nodes[v]) for v in ("Red", "Yellow", "Green"))
     normal_ras = frames.lps_to_ras(plane.normal)
     np.testing.assert_allclose(red[:3, 2], normal_ras, atol=1e-9)
     np.testing.assert_allclose(red[:3, 3], frames.lps_to_ras(phantom.landmarks_lps.mean(axis=0)), atol=1e-9)
@@ -92,7 +92,7 @@ def test_oblique_views_follow_the_annulus(scene, phantom):
         np.testing.assert_allclose(frame[:3, 3], red[:3, 3], atol=1e-9)
     assert abs(yellow[:3, 2] @ green[:3, 2]) < 1e-9
     # Every hinge point lies in the Red view; RCC straight above the centre (screen up).
-    xy = mrml.ras_to_slice_xy(nodes["Red"], frames.lps_to_ras(phantom.landmarks_lps))
+    xy = mrml_views.ras_to_slice_xy(nodes["Red"], frames.lps_to_ras(phantom.landmarks_lps))
     np.testing.assert_allclose(xy[:, 2], 0.0, atol=1e-6)
     width, height, _ = nodes["Red"].GetDimensions()
     assert abs(xy[0, 0] - width / 2) < 0.5 and xy[0, 1] > height / 2 + 10
@@ -111,7 +111,7 @@ def test_dragging_a_point_moves_plane_and_views(scene, logic, phantom):
     center, normal = mrml.get_plane_ras(result.planeNode)
     np.testing.assert_allclose(center, frames.lps_to_ras(plane.center), atol=1e-6)
     np.testing.assert_allclose(normal, frames.lps_to_ras(plane.normal), atol=1e-6)
-    red = mrml.slice_to_ras(mrml.get_slice_nodes(scene)["Red"])
+    red = mrml_views.slice_to_ras(mrml_views.get_slice_nodes(scene)["Red"])
     np.testing.assert_allclose(red[:3, 2], frames.lps_to_ras(plane.normal), atol=1e-6)
     assert updates[-1].measurements["circumcircle_diameter_mm"] == pytest.approx(
         geometry.annulus_measurements(moved_lps)["circumcircle_diameter_mm"])
@@ -131,17 +131,17 @@ def test_views_turn_when_a_mouse_drag_ends(scene, logic):
     # During a drag the plane follows at once, the views only at the end (as Slicer's markups widget signals it).
     result = logic.showLandmarks(NAMES, HORIZONTAL)
     logic.startLiveUpdate(result.fiducialNode)
-    red_node = mrml.get_slice_nodes(scene)["Red"]
-    before = mrml.slice_to_ras(red_node)
+    red_node = mrml_views.get_slice_nodes(scene)["Red"]
+    before = mrml_views.slice_to_ras(red_node)
     node, events = result.fiducialNode, slicer.vtkMRMLMarkupsNode
     node.InvokeEvent(events.PointStartInteractionEvent)
     tilted = HORIZONTAL[1] + [0.0, 0.0, 6.0]  # LCC 6 mm up: the normal tilts
     node.SetNthControlPointPositionWorld(1, *frames.lps_to_ras(tilted))
     normal = mrml.get_plane_ras(result.planeNode)[1]
     assert normal[2] < 0.99  # plane followed
-    np.testing.assert_array_equal(mrml.slice_to_ras(red_node), before)  # view did not move mid-drag
+    np.testing.assert_array_equal(mrml_views.slice_to_ras(red_node), before)  # view did not move mid-drag
     node.InvokeEvent(events.PointEndInteractionEvent)
-    np.testing.assert_allclose(mrml.slice_to_ras(red_node)[:3, 2], normal, atol=1e-9)
+    np.testing.assert_allclose(mrml_views.slice_to_ras(red_node)[:3, 2], normal, atol=1e-9)
 
 
 def test_deleted_hinge_label_is_reported_not_raised(scene, logic):
@@ -177,11 +177,11 @@ def test_slicer_markups_files_agree_with_our_lps(scene, tmp_path):
 def test_the_analysts_views_stay_when_no_point_moves(scene, logic, action):
     result = logic.showLandmarks(NAMES, HORIZONTAL)
     logic.startLiveUpdate(result.fiducialNode)
-    node, red = result.fiducialNode, mrml.get_slice_nodes(scene)["Red"]
+    node, red = result.fiducialNode, mrml_views.get_slice_nodes(scene)["Red"]
     red.SetFieldOfView(25.0, 25.0, 1.0)  # the analyst zooms in ...
     red.GetSliceToRAS().SetElement(2, 3, red.GetSliceToRAS().GetElement(2, 3) + 7.0)  # ... and scrolls 7 mm
     red.UpdateMatrices()
-    before, fov = mrml.slice_to_ras(red), red.GetFieldOfView()
+    before, fov = mrml_views.slice_to_ras(red), red.GetFieldOfView()
     events = slicer.vtkMRMLMarkupsNode
     {
         "select": lambda: node.SetNthControlPointSelected(1, False),
@@ -191,11 +191,11 @@ def test_the_analysts_views_stay_when_no_point_moves(scene, logic, action):
         "click without moving": lambda: (node.InvokeEvent(events.PointStartInteractionEvent),
                                          node.InvokeEvent(events.PointEndInteractionEvent)),
     }[action]()
-    np.testing.assert_array_equal(mrml.slice_to_ras(red), before)
+    np.testing.assert_array_equal(mrml_views.slice_to_ras(red), before)
     assert red.GetFieldOfView() == fov
     # a real move still turns the views
     node.SetNthControlPointPositionWorld(1, *frames.lps_to_ras(HORIZONTAL[1] + [0.0, 0.0, 6.0]))
-    assert not np.allclose(mrml.slice_to_ras(red), before)
+    assert not np.allclose(mrml_views.slice_to_ras(red), before)
 
 
 def test_a_cleared_hinge_point_is_missing_not_measured(scene, logic):
@@ -251,9 +251,9 @@ def test_undo_restore_one_point_and_jump_to(scene, logic):
     np.testing.assert_allclose(points[1], HORIZONTAL[1], atol=1e-9)
     np.testing.assert_allclose(points[0], HORIZONTAL[0] + [0.0, 3.0, 0.0], atol=1e-9)
 
-    red = mrml.get_slice_nodes(scene)["Red"]
-    orientation = mrml.slice_to_ras(red)[:3, :3].copy()
+    red = mrml_views.get_slice_nodes(scene)["Red"]
+    orientation = mrml_views.slice_to_ras(red)[:3, :3].copy()
     logic.jumpToPoint(node, "NCC")
     ras = frames.lps_to_ras(HORIZONTAL[2])
-    np.testing.assert_allclose(mrml.ras_to_slice_xy(red, ras[None])[0, 2], 0.0, atol=1e-6)  # NCC on the slice
-    np.testing.assert_allclose(mrml.slice_to_ras(red)[:3, :3], orientation)  # orientation kept
+    np.testing.assert_allclose(mrml_views.ras_to_slice_xy(red, ras[None])[0, 2], 0.0, atol=1e-6)  # NCC on the slice
+    np.testing.assert_allclose(mrml_views.slice_to_ras(red)[:3, :3], orientation)  # orientation kept

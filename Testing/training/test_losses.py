@@ -361,3 +361,17 @@ def test_optimised_critic_peaks_at_the_landmark(penalty_target):
     assert peak == landmark
     # and it is a cone: the value falls with the grid distance from the landmark (corner far below the peak)
     assert f[landmark] - f[0, 7, 7] > 3.0
+
+
+def test_authors_reduction_is_the_minibatch_term_divided_by_batch_size():
+    """Issue 13: OT_authors * B == OT_minibatch, and the authors' lambda at batch B is ours * B."""
+    gen = torch.Generator().manual_seed(3)
+    pred = torch.randn(4, 2, 5, 4, 3, generator=gen, dtype=torch.float64)
+    target = torch.rand(4, 2, 5, 4, 3, generator=gen, dtype=torch.float64)
+    ours, authors = ot_term(pred, target), ot_term(pred, target, "authors")
+    torch.testing.assert_close(authors * 4, ours)
+    assert not torch.isclose(authors, ours)  # B = 4: the reductions differ
+    theirs = make_loss("glip", 10.0, ot_reduction="authors")(pred, target)
+    torch.testing.assert_close(theirs * 4, make_loss("glip", 40.0)(pred, target))
+    with pytest.raises(ValueError, match="ot_reduction"):  # InputError is a ValueError
+        ot_term(pred, target, "per-sample")

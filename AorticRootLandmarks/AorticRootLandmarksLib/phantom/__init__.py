@@ -29,7 +29,7 @@ from typing import Any, Union
 import numpy as np
 import SimpleITK as sitk
 
-from ..constants import HINGE_NAMES
+from ..constants import ALL_LANDMARKS, HINGE_NAMES, LANDMARK_DESCRIPTIONS, OSTIA_NAMES
 from .anatomy import build_anatomy
 from .params import GRADES, PHANTOM_VERSION, case_streams, sample_params
 from .scanner import form_image
@@ -40,6 +40,7 @@ __all__ = [
     "generate_case",
     "case_from_params",
     "write_dataset",
+    "all_landmarks_lps",
     "save_preview",
     "GRADES",
     "PHANTOM_VERSION",
@@ -148,9 +149,10 @@ def write_dataset(
     """Write ``n`` phantom cases with images, markups, manifest and truth, atomically (no partial output).
 
     Layout of ``out_dir``: ``images/<case_id>.nii.gz`` (or ``images/<case_id>/`` DICOM series),
-    ``markups/<case_id>.mrk.json`` (RCC/LCC/NCC, LPS), ``manifest.csv`` (with a ``style`` column, which
-    ``io.read_manifest`` ignores), ``truth.json`` (case id -> truth, each with its ``phantom_version`` and ``style``)
-    and, with ``preview``, ``previews/<case_id>.png``.
+    ``markups/<case_id>.mrk.json`` (RCC, LCC, NCC, LCO, RCO, LPS), ``manifest.csv`` (columns for the hinge points and
+    the coronary ostia, ``constants.ALL_LANDMARKS``, and a ``style`` column, which ``io.read_manifest`` ignores),
+    ``truth.json`` (case id -> truth, each with its ``phantom_version`` and ``style``) and, with ``preview``,
+    ``previews/<case_id>.png``.
 
     Returns:
         Path of ``manifest.csv``.
@@ -194,20 +196,27 @@ def write_dataset(
                     patient_id=cid,
                     description=f"Synthetic aortic root CT {cid} (quality {case.quality})",
                 )
+            points = all_landmarks_lps(case)
             io.write_markups(
                 tmp / "markups" / f"{cid}.mrk.json",
-                list(HINGE_NAMES),
-                case.landmarks_lps,
-                descriptions=[f"{name} hinge point (cusp nadir)" for name in HINGE_NAMES],
+                list(ALL_LANDMARKS),
+                points,
+                descriptions=[LANDMARK_DESCRIPTIONS[name] for name in ALL_LANDMARKS],
             )
-            cases.append(io.Case(cid, image_path.resolve(), case.landmarks_lps, case.quality))
+            cases.append(io.Case(cid, image_path.resolve(), points, case.quality))
             truth[cid] = case.truth
             if preview:
                 save_preview(case, tmp / "previews" / f"{cid}.png")
-        io.write_manifest(tmp / "manifest.csv", cases)
+        io.write_manifest(tmp / "manifest.csv", cases, ALL_LANDMARKS)
         _add_manifest_column(tmp / "manifest.csv", "style", [check_style(style)] * len(cases))
         (tmp / "truth.json").write_text(json.dumps(truth, indent=1), encoding="utf-8")
     return out_dir / "manifest.csv"
+
+
+def all_landmarks_lps(case: PhantomCase) -> np.ndarray:
+    """(5, 3) world LPS mm: the hinge points then the coronary ostia, in the order of ``constants.ALL_LANDMARKS``."""
+    ostia = np.array([case.truth["ostia"][name] for name in OSTIA_NAMES], dtype=np.float64)
+    return np.concatenate([np.asarray(case.landmarks_lps, dtype=np.float64).reshape(len(HINGE_NAMES), 3), ostia])
 
 
 def _add_manifest_column(csv_path: Path, name: str, values: list[str]) -> None:

@@ -11,9 +11,12 @@ The confidence of point k is a product of terms in [0, 1], each monotone in one 
     boundary = boundary_floor + (1 - boundary_floor) * b_k                  b_k: boundary score in [0, 1]
     context  = failed_factor ** (number of failed case-level families that concern the point:
                                  image not CT-like, root not located, implausible hinge geometry (hinge points only))
-    confidence = fold * contrast * boundary * context
+    refinement = refine_failed_factor if the second stage failed on the point, else 1 (term absent)
+    confidence = fold * contrast * boundary * context * refinement
 
-With one fold model there is no fold agreement: the fold term is left out (set to 1) and the report says so.
+With one fold model there is no fold agreement: the fold term is left out (set to 1) and the report says so. The
+refinement term is there only when the second stage ran and failed on the point (refine.py: its peak on the patch
+border, or the first-stage point outside the image); a detection without a second stage has the same terms as before.
 
 How the default constants were chosen (first guesses, to be calibrated on validation data; pass a
 :class:`QcSettings` to :func:`assess` to change them). "Measured" below means: the bundled 4-fold GLiP model on
@@ -38,6 +41,9 @@ error over the 99 hinge points of the 33 others:
   asks for review (< 0.5) but a partial score of 0.5 does not (0.7). Measured: at the true hinge points of all 48
   cases the score is 1.0 for 88 % and >= 0.84 for 90 %; Spearman 0.33.
 - ``FAILED_FACTOR = 0.5``: a point of a failed case is at most half as trustworthy as its own evidence says.
+- ``REFINE_FAILED_FACTOR = 0.5``: a refiner that cannot find the landmark in its patch (within ~10 mm of the
+  first-stage point) is evidence that the first stage missed it: the factor puts such a point at or below the review
+  threshold (every other term is at most 1, and in practice below it).
 - ``REVIEW_BELOW = constants.LOW_CONFIDENCE`` (0.5).
 
 Case verdict rules, in order: ``failed`` when the image is not CT-like (:func:`checks.image_checks`), the root was
@@ -72,6 +78,8 @@ PEAK_CONTRAST_EXPONENT = 2.0
 BOUNDARY_FLOOR = 0.4
 #: Factor on a point's confidence for each failed case-level family (image, location, geometry) concerning it.
 FAILED_FACTOR = 0.5
+#: Factor on a point's confidence when the second stage failed on it (refine.FAILED).
+REFINE_FAILED_FACTOR = 0.5
 #: A point whose confidence is below this asks for review.
 REVIEW_BELOW = LOW_CONFIDENCE
 #: Terms below this are named as the reason of a low confidence (the lowest term is named anyway).
@@ -90,6 +98,7 @@ class QcSettings:
         boundary_floor: boundary term at boundary score 0.
         failed_factor: factor per failed case-level family (image, location, geometry) concerning a point.
         review_below: a point with a lower confidence asks for review.
+        refine_failed_factor: factor on a point the second stage failed on.
     """
 
     fold_rms_half_mm: float = FOLD_RMS_HALF_MM
@@ -99,6 +108,7 @@ class QcSettings:
     boundary_floor: float = BOUNDARY_FLOOR
     failed_factor: float = FAILED_FACTOR
     review_below: float = REVIEW_BELOW
+    refine_failed_factor: float = REFINE_FAILED_FACTOR
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,7 @@ class PointQuality:
         peak_contrast: from :func:`peak_contrast`.
         boundary: from :func:`boundary_score`.
         terms: the factors of ``confidence``: ``fold`` (absent with one fold), ``contrast``, ``boundary``,
-            ``context``.
+            ``context``, ``refinement`` (only when the second stage failed on the point).
         reason: empty when ok, else what lowered the confidence (e.g. "folds disagree by 4.1 mm").
     """
 
@@ -211,9 +221,11 @@ _FAILED = "the case failed"
 
 
 def _point_quality(
-    name: str, rms: float | None, contrast: float, boundary: float, failed_families: int, settings: QcSettings
+    name: str, rms: float | None, contrast: float, boundary: float, failed_families: int, settings: QcSettings,
+    refine_failure: str = "",
 ) -> PointQuality:
-    """Confidence, terms and reason of one point (formula: module docstring); rms None: no fold term."""
+    """Confidence, terms and reason of one point (formula: module docstring); rms None: no fold term;
+    refine_failure: why the second stage failed on the point ("" when it did not or did not run)."""
     terms: dict[str, float] = {}
     if rms is not None:
         terms["fold"] = _hill_down(rms, settings.fold_rms_half_mm, settings.fold_exponent)
@@ -221,6 +233,8 @@ def _point_quality(
     boundary = float(np.clip(np.nan_to_num(boundary), 0.0, 1.0))
     terms["boundary"] = settings.boundary_floor + (1.0 - settings.boundary_floor) * boundary
     terms["context"] = settings.failed_factor**failed_families
+    if refine_failure:
+        terms["refinement"] = settings.refine_failed_factor
     confidence = float(np.prod(list(terms.values())))
     low = confidence < settings.review_below
     reason = ""
@@ -230,6 +244,7 @@ def _point_quality(
             "contrast": f"weak peak: contrast {contrast:.1f}",
             "boundary": f"not at a blood/tissue boundary: score {boundary:.2f}",
             "context": _FAILED,
+            "refinement": f"refinement failed: {refine_failure}",
         }
         weak = sorted((value, key) for key, value in terms.items() if value < TERM_REPORTED_BELOW)
         reason = ", ".join(explain[key] for _, key in weak or [min((v, k) for k, v in terms.items())])
@@ -255,6 +270,8 @@ def assess(
     located: bool = True,
     location_reason: str = "",
     settings: QcSettings | None = None,
+    refine_failures: Sequence[str] | None = None,
+    notes: Sequence[str] = (),
 ) -> QualityReport:
     """Per-point confidence and the case verdict of one detection (formula and rules: module docstring).
 
@@ -268,6 +285,9 @@ def assess(
         located: whether the root was located (False: the case fails).
         location_reason: why it was not located, one plain sentence (shown in the reasons).
         settings: the constants (default: the module constants).
+        refine_failures: (K,) per point why the second stage failed on it, "" where it did not (refine.Refinement
+            .failures); None: no second stage ran.
+        notes: further notes to report (e.g. refinement patches partly outside the image).
 
     Returns:
         The QualityReport.
@@ -286,7 +306,10 @@ def assess(
     folds = None if fold_positions_lps is None else np.asarray(fold_positions_lps, dtype=np.float64)
     if folds is not None and (folds.ndim != 3 or folds.shape[1:] != (k, 3)):
         raise ValueError(f"assess: fold positions must be (F, {k}, 3), got {folds.shape}")
-    notes: list[str] = []
+    failures = [""] * k if refine_failures is None else [str(f) for f in refine_failures]
+    if len(failures) != k:
+        raise ValueError(f"assess: {k} names but {len(failures)} refinement results")
+    notes = list(notes)
     rms: npt.NDArray[np.float64] | None = None
     if folds is None or folds.shape[0] < 2:
         notes.append("one fold model: no fold agreement; confidence from peak contrast and boundary only")
@@ -302,20 +325,20 @@ def assess(
     image_failed = [f"image not CT-like: {c.reason}" for c in image_check.values() if not c.passed]
     geometry_failed = [f"implausible hinge geometry: {c.reason}" for c in geometry.values() if not c.passed]
     not_located = [] if located else [f"aortic root not located: {location_reason or 'no reason given'}"]
-    failures = image_failed + not_located + geometry_failed
+    case_failures = image_failed + not_located + geometry_failed
 
     points = []
     for i, name in enumerate(names):
         failed_families = int(bool(image_failed)) + int(not located)
         failed_families += int(bool(geometry_failed) and name in HINGE_NAMES)
         rms_i = None if rms is None else float(rms[i])
-        points.append(_point_quality(name, rms_i, contrast[i], boundary[i], failed_families, settings))
+        points.append(_point_quality(name, rms_i, contrast[i], boundary[i], failed_families, settings, failures[i]))
     # A point that is low only because the case failed adds nothing to the case's reasons.
     low_points = [f"{p.name} low confidence ({p.reason})" for p in points if p.verdict == "low" and p.reason != _FAILED]
-    verdict = "failed" if failures else ("review" if low_points else "ok")
+    verdict = "failed" if case_failures else ("review" if low_points else "ok")
     return QualityReport(
         verdict=verdict,
-        reasons=tuple(failures + low_points),
+        reasons=tuple(case_failures + low_points),
         notes=tuple(notes),
         points=tuple(points),
         geometry=geometry,
