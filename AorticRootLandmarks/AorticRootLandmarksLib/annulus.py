@@ -456,8 +456,9 @@ class TraceOptions:
     gradient_window_mm: float = 0.5
 
 
-class _NoLumen(Exception):
-    """Internal: the lumen could not be traced; the message is the measurement's reason."""
+class LumenNotFound(Exception):
+    """:func:`trace_lumen` found no measurable lumen; the message is the reason (:func:`measure_annulus` turns it into
+    ``ok=False``, never raises it)."""
 
 
 def _smooth(plane: PlaneImage, sigma_mm: float) -> np.ndarray:
@@ -656,7 +657,7 @@ def _robust_fourier_fit(
     """
     valid = np.isfinite(edges)
     if valid.sum() < max(3 * (1 + 2 * opts.harmonics), 8):
-        raise _NoLumen(f"lumen boundary found on only {valid.sum()} of {edges.size} rays")
+        raise LumenNotFound(f"lumen boundary found on only {valid.sum()} of {edges.size} rays")
     r = np.where(valid, edges, 0.0)
     med = np.median(r[valid])
     mad = 1.4826 * np.median(np.abs(r[valid] - med))
@@ -695,7 +696,7 @@ def _lumen_tissue_hu(
     """
     valid = np.isfinite(edges)
     if not valid.any():
-        raise _NoLumen("no lumen boundary found on any ray")
+        raise LumenNotFound(f"no lumen boundary found within {opts.max_radius_mm:.0f} mm of the plane centre")
     lumen = profiles[valid][radii[None, :] <= 0.7 * edges[valid][:, None]]
     offsets = np.arange(opts.tissue_from_mm, opts.tissue_to_mm + 1e-9, opts.ray_step_mm)
     aligned = _aligned(profiles[valid], edges[valid], offsets, opts.ray_step_mm)
@@ -733,7 +734,7 @@ def _levels(profiles: np.ndarray, radii: np.ndarray, lumen: float, opts: TraceOp
         lumen, tissue = _lumen_tissue_hu(profiles, radii, _ray_edges(profiles, radii, threshold, opts), opts)
         threshold = 0.5 * (lumen + tissue)
     if lumen - tissue < MIN_CONTRAST_HU:
-        raise _NoLumen(f"lumen ({lumen:.0f} HU) not distinguishable from the tissue around it ({tissue:.0f} HU)")
+        raise LumenNotFound(f"lumen ({lumen:.0f} HU) not distinguishable from the tissue around it ({tissue:.0f} HU)")
     return lumen, tissue, threshold
 
 
@@ -768,20 +769,21 @@ def _trace_once(pixels: np.ndarray, plane: PlaneImage, origin_uv: np.ndarray, op
     """One pass of rays from ``origin_uv``: lumen/tissue HU, threshold, edges, calcium, robust fit, contour."""
     lumen, noise = _disc_stats(pixels, plane, origin_uv, opts.center_disc_mm)
     if not lumen >= MIN_LUMEN_HU:
-        raise _NoLumen(f"no contrast-filled lumen at the plane centre ({lumen:.0f} HU < {MIN_LUMEN_HU:.0f})")
+        raise LumenNotFound(f"no contrast-filled lumen at the plane centre ({lumen:.0f} HU < {MIN_LUMEN_HU:.0f})")
     profiles, angles, radii = _profiles(pixels, plane, origin_uv, opts)
     levels = _levels(profiles, radii, lumen, opts)
     edges, thresholds = _edges(pixels, plane, origin_uv, profiles, radii, levels, noise, opts)
     fit, inliers, scatter = _robust_fourier_fit(angles, edges, opts)
     gap = _largest_gap_deg(inliers)
     if inliers.mean() < MIN_INLIER_FRACTION or gap > MAX_GAP_DEG:
-        raise _NoLumen(f"lumen boundary found on only {100 * inliers.mean():.0f} % of the ring "
-                       f"(largest gap {gap:.0f} deg)")  # fmt: skip
+        why = f"lumen boundary found on only {100 * inliers.mean():.0f} % of the ring (largest gap {gap:.0f} deg)"
+        raise LumenNotFound(why)
     if scatter > MAX_SCATTER_MM:
-        raise _NoLumen(f"lumen boundary too irregular to trace: edges scatter {scatter:.1f} mm about a smooth ring "
-                       "(noise, low contrast or streaks)")  # fmt: skip
-    if np.any(fit <= 0.5) or np.any(fit >= opts.max_radius_mm - opts.min_run_mm):
-        raise _NoLumen(f"lumen not closed within {opts.max_radius_mm - opts.min_run_mm:.0f} mm of the plane centre")
+        why = f"lumen boundary too irregular to trace: edges scatter {scatter:.1f} mm about a smooth ring"
+        raise LumenNotFound(why + " (noise, low contrast or streaks)")
+    reach = opts.max_radius_mm - opts.min_run_mm
+    if np.any(fit <= 0.5) or np.any(fit >= reach):
+        raise LumenNotFound(f"lumen not closed within {reach:.0f} mm of the plane centre")
     contour = origin_uv + fit[:, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     return {
         "contour": contour, "lumen": levels[0], "tissue": levels[1], "threshold": float(np.median(thresholds)),
@@ -809,11 +811,12 @@ def trace_lumen(plane: PlaneImage, opts: TraceOptions = TraceOptions()) -> dict[
     Returns:
         ``contour`` (M, 2) plane (u, v) mm; ``lumen``, ``tissue``, ``threshold`` (HU, the median of the local
         thresholds); ``noise`` (HU, robust standard deviation of the unsmoothed lumen); ``inliers`` (fraction of
-        rays on the contour) and ``gap_deg`` (largest arc without them); ``origin`` (2,) and per ray ``angles``,
+        rays on the contour), ``gap_deg`` (largest arc without them) and ``scatter`` (mm, robust standard deviation
+        of the edges about the contour); ``origin`` (2,) and per ray ``angles``,
         ``edges`` (mm from the origin, NaN where none) and ``inlier_mask``.
 
     Raises:
-        _NoLumen: with the reason, when there is no measurable lumen.
+        LumenNotFound: with the reason, when there is no measurable lumen.
     """
     pixels = _smooth(plane, opts.smooth_mm)
     origin = np.zeros(2)
@@ -866,7 +869,7 @@ def measure_annulus(
     plane_image = reconstruct_plane(image, plane.center, u, v, size_mm, spacing_mm, slab_mm)
     try:
         traced = trace_lumen(plane_image, options)
-    except _NoLumen as why:
+    except LumenNotFound as why:
         return _failed(str(why), plane_image, circ)
     m = contour_measurements(traced["contour"])
     offsets = _hinge_offsets(plane_image.world_to_uv(points), traced["contour"])
