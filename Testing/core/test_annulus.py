@@ -11,20 +11,12 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers import rotation
 
 from AorticRootLandmarksLib import annulus
 from AorticRootLandmarksLib.constants import AIR_HU
 from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.phantom.root import ramanujan_perimeter
-
-
-def rotation(axis, angle_deg):
-    """Rodrigues rotation matrix about ``axis`` (right-handed)."""
-    k = np.asarray(axis, float) / np.linalg.norm(axis)
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    a = np.radians(angle_deg)
-    return np.eye(3) + np.sin(a) * kx + (1 - np.cos(a)) * kx @ kx
-
 
 #: An oblique image direction (columns: world LPS of the i, j, k axes) with a flipped axis.
 OBLIQUE_DIRECTION = rotation([1.0, 0.3, -0.2], 25.0) @ np.diag([1.0, -1.0, 1.0])

@@ -4,32 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from helpers import ANATOMICAL, rotation, tilted_hinges
 
 from AorticRootLandmarksLib import geometry
 from AorticRootLandmarksLib.errors import InputError
 
-# RCC anterior (-y), LCC left-posterior (+x, +y), NCC right-posterior (-x, +y): a circle of radius 10 at z = 0.
 S3 = np.sqrt(3.0)
-ANATOMICAL = np.array([[0.0, -10.0, 0.0], [5 * S3, 5.0, 0.0], [-5 * S3, 5.0, 0.0]])
-
-
-def rotation(axis, angle_deg):
-    """Rodrigues rotation matrix about ``axis`` (right-handed)."""
-    k = np.asarray(axis, float) / np.linalg.norm(axis)
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    a = np.radians(angle_deg)
-    return np.eye(3) + np.sin(a) * kx + (1 - np.cos(a)) * kx @ kx
-
-
-def tilted_hinges():
-    """The anatomical triangle with its normal turned to a realistic LV->aorta axis (superior, right, anterior)."""
-    target = np.array([-0.4, -0.3, 0.87])
-    target /= np.linalg.norm(target)
-    z = np.array([0.0, 0.0, 1.0])
-    tilt = rotation(np.cross(z, target), np.degrees(np.arccos(z @ target)))
-    spin = rotation(z, 15.0)  # turn the cusps in their plane too, so nothing lines up with an axis
-    points = ANATOMICAL @ (tilt @ spin).T + np.array([12.0, -30.0, 140.0])
-    return points, target
 
 
 def detector_xy(points, view):

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers import ANATOMICAL, tilted_hinges
 
 from AorticRootLandmarksLib import geometry, qc
 from AorticRootLandmarksLib.constants import ALL_LANDMARKS, HINGE_NAMES, OSTIA_NAMES
@@ -35,30 +36,6 @@ from AorticRootLandmarksLib.plan import (
     write_plan,
 )
 from AorticRootLandmarksLib.plan.heights import NO_OSTIA_GIVEN, heights_record
-
-# RCC anterior (-y), LCC left-posterior (+x, +y), NCC right-posterior (-x, +y): a circle of radius 10 at z = 0,
-# normal (LCC - RCC) x (NCC - RCC) = +z (superior: from the ventricle into the aorta).
-S3 = np.sqrt(3.0)
-ANATOMICAL = np.array([[0.0, -10.0, 0.0], [5 * S3, 5.0, 0.0], [-5 * S3, 5.0, 0.0]])
-
-
-def rotation(axis, angle_deg):
-    """Rodrigues rotation matrix about ``axis`` (right-handed)."""
-    k = np.asarray(axis, float) / np.linalg.norm(axis)
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    a = np.radians(angle_deg)
-    return np.eye(3) + np.sin(a) * kx + (1 - np.cos(a)) * kx @ kx
-
-
-def tilted_hinges():
-    """The anatomical triangle with its normal turned superior-right-anterior (a realistic LV -> aorta axis)."""
-    target = np.array([-0.4, -0.3, 0.87])
-    target /= np.linalg.norm(target)
-    z = np.array([0.0, 0.0, 1.0])
-    tilt = rotation(np.cross(z, target), np.degrees(np.arccos(z @ target)))
-    points = ANATOMICAL @ (tilt @ rotation(z, 15.0)).T + np.array([12.0, -30.0, 140.0])
-    return points, target
-
 
 # ---------------------------------------------------------------- S-curve
 

@@ -7,13 +7,12 @@ import dataclasses
 import importlib
 from pathlib import Path
 
-import numpy as np
 import pytest
-from helpers import make_image
+from helpers import tiny_cases
 
 from aortic_root.cli import main
 from AorticRootLandmarksLib.errors import InputError
-from AorticRootLandmarksLib.io import Case, write_image, write_manifest
+from AorticRootLandmarksLib.io import write_manifest
 from training.config import TrainConfig
 from training.sweep import grid_settings, run_name, sweep
 from training.sweep_spec import Execution, read_spec
@@ -27,13 +26,7 @@ GRID = {"sigma": [2.0, 1.0]}  # the failing run first: the sweep must go on afte
 @pytest.fixture
 def base(tmp_path) -> TrainConfig:
     """Four tiny cases (24^3 voxels) and the settings of a 2-fold, 2-epoch run on a 16^3 grid."""
-    cases = []
-    for i in range(4):
-        image = make_image(size=(24, 24, 24), spacing=(1.5, 1.5, 1.5), value=100 + 50 * i)
-        write_image(image, tmp_path / f"c{i}.nii.gz")
-        centre = np.array(image.TransformContinuousIndexToPhysicalPoint((11.5, 11.5, 11.5)))
-        cases.append(Case(f"c{i}", tmp_path / f"c{i}.nii.gz", centre + 2.0 * np.eye(3)))
-    write_manifest(tmp_path / "manifest.csv", cases)
+    write_manifest(tmp_path / "manifest.csv", tiny_cases(tmp_path, 4))
     return TrainConfig(manifest=str(tmp_path / "manifest.csv"), size=[16, 16, 16], spacing=2.0, features=[4, 8],
                        epochs=2, batch_size=1, folds=2, test_fraction=0.0, threads=1,
                        cache_dir=str(tmp_path / "cache"))  # fmt: skip
@@ -212,12 +205,7 @@ def finished_sweep(tmp_path_factory) -> Path:
     2 folds, a 2-case test split; 4 runs: glip with and without penalty, mse at sigma 1 and 2."""
     root = tmp_path_factory.mktemp("study")
     (root / "data").mkdir()
-    cases = []
-    for i in range(6):
-        image = make_image(size=(24, 24, 24), spacing=(1.5, 1.5, 1.5), value=100 + 40 * i)
-        write_image(image, root / "data" / f"c{i}.nii.gz")
-        centre = np.array(image.TransformContinuousIndexToPhysicalPoint((11.5, 11.5, 11.5)))
-        cases.append(Case(f"c{i}", root / "data" / f"c{i}.nii.gz", centre + 2.0 * np.eye(3), str(1 + i % 2)))
+    cases = tiny_cases(root / "data", 6, step=40, qualities=[str(1 + i % 2) for i in range(6)])
     write_manifest(root / "data" / "manifest.csv", cases)
     spec = root / "study.yaml"
     spec.write_text(STUDY.replace("cache_dir: cache", f"cache_dir: {root / 'cache'}"), encoding="utf-8")

@@ -6,12 +6,11 @@ import csv
 import json
 import sys
 
-import numpy as np
 import pytest
-from helpers import make_image
+from helpers import tiny_cases
 
 from AorticRootLandmarksLib.errors import InputError
-from AorticRootLandmarksLib.io import Case, write_image, write_manifest
+from AorticRootLandmarksLib.io import write_manifest
 from training.config import TrainConfig
 from training.sweep import run_one, sweep
 from training.sweep_ray import import_ray, trial_row
@@ -39,13 +38,7 @@ def test_a_trial_without_its_final_report_was_stopped_and_stays_stopped(tmp_path
 
 @pytest.fixture
 def base(tmp_path) -> TrainConfig:
-    cases = []
-    for i in range(4):
-        image = make_image(size=(24, 24, 24), spacing=(1.5, 1.5, 1.5), value=100 + 50 * i)
-        write_image(image, tmp_path / f"c{i}.nii.gz")
-        centre = np.array(image.TransformContinuousIndexToPhysicalPoint((11.5, 11.5, 11.5)))
-        cases.append(Case(f"c{i}", tmp_path / f"c{i}.nii.gz", centre + 2.0 * np.eye(3)))
-    write_manifest(tmp_path / "manifest.csv", cases)
+    write_manifest(tmp_path / "manifest.csv", tiny_cases(tmp_path, 4))
     return TrainConfig(manifest=str(tmp_path / "manifest.csv"), size=[16, 16, 16], spacing=2.0, features=[4, 8],
                        epochs=2, batch_size=1, folds=2, test_fraction=0.0, cache_dir=str(tmp_path / "cache"))
 

@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import make_image
+from helpers import tiny_cases
 
 from AorticRootLandmarksLib.grid import GridSpec
-from AorticRootLandmarksLib.io import Case, write_image
 from AorticRootLandmarksLib.network import build_network
 from training.config import TrainConfig
 from training.data import load_sample
@@ -23,14 +22,7 @@ SPEC = GridSpec(spacing=2.0, size=(16, 16, 16))
 
 @pytest.fixture
 def samples(tmp_path):
-    out = []
-    for i in range(3):
-        image = make_image(size=(24, 24, 24), spacing=(1.5, 1.5, 1.5), value=100 + 50 * i)
-        write_image(image, tmp_path / f"c{i}.nii.gz")
-        centre = np.array(image.TransformContinuousIndexToPhysicalPoint((11.5, 11.5, 11.5)))
-        case = Case(f"c{i}", tmp_path / f"c{i}.nii.gz", centre + np.array([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0]]))
-        out.append(load_sample(case, SPEC, tmp_path / "cache"))
-    return out
+    return [load_sample(case, SPEC, tmp_path / "cache") for case in tiny_cases(tmp_path, 3)]
 
 
 def config(**changes):
