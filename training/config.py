@@ -55,6 +55,8 @@ REFINE_DEFAULTS = {
 REFINE_INHERITED = ("landmarks", "window", "folds", "seed", "test_fraction", "val_fraction")
 #: Network layouts (AorticRootLandmarksLib/network.py ARCHITECTURES).
 ARCHITECTURES = ("per_landmark", "shared")
+#: Normalisation layers of the U-Net (AorticRootLandmarksLib/network.py NORMS).
+NORMS = ("instance", "batch", "none")
 
 
 def _option(default, help: str, choices: tuple | None = None, aliases: tuple[str, ...] = (), **kwargs):
@@ -108,6 +110,14 @@ class TrainConfig:
     )
     features: list[int] | None = _option(None, "U-Net channels per level; empty = the network's default")
     restore_channels: int | None = _option(None, "channels of the full-resolution layer; empty = network default")
+    norm: str = _option(
+        "instance", "normalisation layers of the U-Net: instance (default; minibatches of 1-4), batch (the authors' "
+        "U-Net) or none", NORMS
+    )
+    stem_stride: int = _option(
+        2, "first U-Net level at half resolution (2: the default, about 3x faster on a CPU) or at full resolution "
+        "(1: the classical U-Net, as the authors')"
+    )
     epochs: int = _option(50, "training epochs per fold")
     batch_size: int = _option(2, "minibatch size")
     lr: float = _option(1e-3, "Adam learning rate")
@@ -207,6 +217,7 @@ class TrainConfig:
              "test_fraction must be in [0, 1) and val_fraction in (0, 1)"),
             (self.epochs < 1 or self.batch_size < 1, "epochs and batch_size must be at least 1"),
             (self.devices < 1, f"devices = {self.devices}: must be at least 1"),
+            (self.stem_stride not in (1, 2), f"stem_stride = {self.stem_stride}: 1 or 2"),
             *[(getattr(self, k) is not None and getattr(self, k) < 1, f"{k} = {getattr(self, k)}: must be at least 1")
               for k in at_least_one],
             (self.seed < 0 or (self.penalty or 0) < 0, "seed and penalty must not be negative"),

@@ -95,6 +95,7 @@ def build_network(config: TrainConfig):
         kwargs["features"] = list(config.features)
     if config.restore_channels:
         kwargs["restore_channels"] = config.restore_channels
+    kwargs.update(norm=config.norm, stem_stride=int(config.stem_stride))
     return network_from_config(kwargs)
 
 

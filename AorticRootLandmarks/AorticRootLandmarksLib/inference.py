@@ -99,6 +99,18 @@ class Ensemble:
         return GridSpec.from_dict(self.meta["grid"])
 
     @property
+    def qc_settings(self):
+        """The quality-control constants calibrated for this model (``model.json["quality_control"]``, written by
+        benchmarks/calibrate_qc.py), the defaults where absent: a `qc.QcSettings`.
+
+        Raises:
+            ValueError: the block has unknown keys or non-positive values.
+        """
+        from .qc.report import QcSettings  # here: qc imports this module
+
+        return QcSettings.from_dict(self.meta.get("quality_control"), "quality_control")
+
+    @property
     def decoding(self) -> str:
         return self.meta.get("decoding", "argmax")
 
@@ -166,7 +178,12 @@ def load_ensemble(model_dir: PathLike | None = None, device: str = "auto") -> En
         unknown = sorted(set(refiner.names) - set(meta["landmarks"]))
         if unknown:
             raise InputError(f"{folder / str(meta['refiner'])}: refines {', '.join(unknown)}, which the model lacks")
-    return Ensemble(networks, meta, torch_device, localizer, refiner)
+    ensemble = Ensemble(networks, meta, torch_device, localizer, refiner)
+    try:
+        ensemble.qc_settings  # noqa: B018 (a model.json "quality_control" block must be valid)
+    except ValueError as err:
+        raise InputError(f"{meta_path}: {err}") from None
+    return ensemble
 
 
 def attach_localizer(model_dir: PathLike, localizer_dir: PathLike) -> Path:

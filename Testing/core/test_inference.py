@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from helpers import make_image
 
+from AorticRootLandmarksLib import qc
 from AorticRootLandmarksLib.detection import detect, fold_confidence
 from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.grid import GridSpec
@@ -343,6 +345,8 @@ def test_load_ensemble_refuses_weights_of_another_network(model_copy, network, e
         (lambda m: m.update(activation="relu"), "activation must be one of identity, sigmoid"),
         (lambda m: m["network"].update(norm="group"), "network config is not valid (UNet3D: norm 'group'"),
         (lambda m: m["network"].update(colour="red"), "network config is not valid"),
+        (lambda m: m.update(quality_control={"fold_half": 3}), "quality_control: unknown setting(s) fold_half"),
+        (lambda m: m.update(quality_control={"shift_half_mm": -1}), "shift_half_mm = -1 is not a positive number"),
         # the U-Net halves the grid 3 times (stem stride 2, 3 levels): 30 is no multiple of 8
         (lambda m: m["grid"].update(size=[30, 32, 32]), "grid size 30x32x32 is not a multiple of 8"),
     ],
@@ -351,6 +355,20 @@ def test_load_ensemble_refuses_a_bad_model_json(model_copy, change, expected):
     _edit_model_json(model_copy, change)
     message = _load_error(model_copy)
     assert message.startswith(f"{model_copy / 'model.json'}: ") and expected in message, message
+
+
+def test_model_quality_control_constants_reach_the_detection(model_copy):
+    """A model's calibrated constants (model.json "quality_control", benchmarks/calibrate_qc.py) replace the defaults
+    in its detections' quality control; the others keep their defaults."""
+    assert load_ensemble(model_copy, "cpu").qc_settings == qc.QcSettings()
+    _edit_model_json(model_copy, lambda m: m.update(quality_control={"fold_rms_half_mm": 9.5, "boundary_floor": 0.7}))
+    settings = load_ensemble(model_copy, "cpu").qc_settings
+    assert settings.fold_rms_half_mm == 9.5 and settings.boundary_floor == 0.7
+    assert settings.contrast_half == qc.QcSettings().contrast_half
+    image = sitk.Image(32, 32, 32, sitk.sitkFloat32) - 1000.0
+    image.SetSpacing((2.0, 2.0, 2.0))
+    detection = detect(image, load_ensemble(model_copy, "cpu"))
+    assert detection.quality.settings == settings
 
 
 def test_load_ensemble_refuses_a_json_that_is_no_object(model_copy):

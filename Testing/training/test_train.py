@@ -43,6 +43,20 @@ def test_train_fold_writes_log_and_checkpoints(samples, tmp_path):
     assert json.loads((tmp_path / "fold0" / "done.json").read_text(encoding="utf-8"))["best_median_mm"] == best
 
 
+def test_the_authors_unet_layout_is_built_from_the_config():
+    """--norm batch --stem-stride 1 (the authors' U-Net: batch norm, first level at full resolution) reach the
+    network, and the defaults keep the fast layout (instance norm, half-resolution stem)."""
+    authors = train_module.build_network(config(architecture="shared", norm="batch", stem_stride=1))
+    assert authors.config()["norm"] == "batch" and authors.config()["stem_stride"] == 1
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in authors.modules())
+    assert authors.stem[0].stride == (1, 1, 1) and isinstance(authors.restore, torch.nn.Identity)
+    fast = train_module.build_network(config())
+    assert fast.config()["norm"] == "instance" and fast.config()["stem_stride"] == 2
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fast.modules())
+    with pytest.raises(Exception, match="stem_stride = 3"):
+        config(stem_stride=3).validate()
+
+
 def test_seed_streams_do_not_collide():
     # seed + fold would give seed 0 fold 1 the numbers of seed 1 fold 0
     assert train_module.stream_seed(0, 1) != train_module.stream_seed(1, 0)

@@ -27,12 +27,17 @@ from .report import (
     FOLD_RMS_HALF_MM,
     PEAK_CONTRAST_EXPONENT,
     PEAK_CONTRAST_HALF,
+    REFINE_EXPONENT,
     REFINE_FAILED_FACTOR,
+    REFINE_RMS_HALF_MM,
     REVIEW_BELOW,
+    SHIFT_EXPONENT,
+    SHIFT_HALF_MM,
     PointQuality,
     QcSettings,
     QualityReport,
     assess,
+    point_quality,
 )
 from .signals import boundary_score, boundary_score_from_values, peak_contrast, sample_ball
 
@@ -43,8 +48,12 @@ __all__ = [
     "FOLD_RMS_HALF_MM",
     "PEAK_CONTRAST_EXPONENT",
     "PEAK_CONTRAST_HALF",
+    "REFINE_EXPONENT",
     "REFINE_FAILED_FACTOR",
+    "REFINE_RMS_HALF_MM",
     "REVIEW_BELOW",
+    "SHIFT_EXPONENT",
+    "SHIFT_HALF_MM",
     "Check",
     "PointQuality",
     "QcSettings",
@@ -55,5 +64,6 @@ __all__ = [
     "geometry_checks",
     "image_checks",
     "peak_contrast",
+    "point_quality",
     "sample_ball",
 ]

@@ -12,13 +12,24 @@ The confidence of point k is a product of terms in [0, 1], each monotone in one 
     context  = failed_factor ** (number of failed case-level families that concern the point:
                                  image not CT-like, root not located, implausible hinge geometry (hinge points only))
     refinement = refine_failed_factor if the second stage failed on the point, else 1 (term absent)
-    confidence = fold * contrast * boundary * context * refinement
+    refiner  = 1 / (1 + (r_k / refine_rms_half_mm) ** refine_exponent)     r_k: the refiner folds' disagreement, mm
+    stages   = 1 / (1 + (s_k / shift_half_mm) ** shift_exponent)          s_k: how far the second stage moved it, mm
+    confidence = fold * contrast * boundary * context * refinement * refiner * stages
 
 With one fold model there is no fold agreement: the fold term is left out (set to 1) and the report says so. The
 refinement term is there only when the second stage ran and failed on the point (refine.py: its peak on the patch
-border, or the first-stage point outside the image); a detection without a second stage has the same terms as before.
+border, or the first-stage point outside the image); the refiner and stages terms only when it ran and refined the
+point. A detection without a second stage has the first five terms.
 
-How the default constants were chosen (first guesses, to be calibrated on validation data; pass a
+The constants are per model: a model folder may carry its own in ``model.json["quality_control"]`` (the second stage's
+``refine/model.json`` for two-stage detections), chosen on validation CTs by ``benchmarks/calibrate_qc.py``; the
+module constants below are the defaults where it does not. The bundled model's were chosen on validation phantoms
+no model was trained on (24 ``train`` style, seed 8100, and 16 classic, seed 8200, all five landmarks; 16 classic,
+seed 3000, hinge points; 248 points, 16 of them > 5 mm off), never on a test split or a held-out style: fold half
+8 mm, refiner half 1.5 mm (exponent 2), stages half 12 mm, contrast half 10, boundary floor 0.6; there they catch
+94 % of the points > 5 mm and flag 17 % of the others (``quality_control_calibration`` in ``refine/model.json``).
+
+How the default constants were chosen (first guesses for a model without its own; pass a
 :class:`QcSettings` to :func:`assess` to change them). "Measured" below means: the bundled 4-fold GLiP model on
 48 full-resolution phantom CTs (seed 7, cases 20-31 of the styles classic, train, heldout-cardiac and
 heldout-extreme; 15 fail the geometry checks, all with errors of 20-170 mm), Spearman correlations with the
@@ -55,7 +66,7 @@ widened anatomical ranges); otherwise ``review`` when any point's confidence is 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import numpy.typing as npt
@@ -80,6 +91,15 @@ BOUNDARY_FLOOR = 0.4
 FAILED_FACTOR = 0.5
 #: Factor on a point's confidence when the second stage failed on it (refine.FAILED).
 REFINE_FAILED_FACTOR = 0.5
+#: Disagreement of the refiner's fold models (RMS distance of their peaks from the refined point, mm) at which the
+#: refiner term is 0.5.
+REFINE_RMS_HALF_MM = 1.0
+#: Steepness of the refiner term around REFINE_RMS_HALF_MM (Hill exponent).
+REFINE_EXPONENT = 2.0
+#: Distance the second stage moved a point from the first stage's (mm) at which the stages term is 0.5.
+SHIFT_HALF_MM = 8.0
+#: Steepness of the stages term around SHIFT_HALF_MM (Hill exponent).
+SHIFT_EXPONENT = 4.0
 #: A point whose confidence is below this asks for review.
 REVIEW_BELOW = LOW_CONFIDENCE
 #: Terms below this are named as the reason of a low confidence (the lowest term is named anyway).
@@ -99,6 +119,10 @@ class QcSettings:
         failed_factor: factor per failed case-level family (image, location, geometry) concerning a point.
         review_below: a point with a lower confidence asks for review.
         refine_failed_factor: factor on a point the second stage failed on.
+        refine_rms_half_mm: disagreement of the refiner's folds (mm) at which the refiner term is 0.5.
+        refine_exponent: Hill exponent of the refiner term.
+        shift_half_mm: distance between the first-stage and the refined point (mm) at which the stages term is 0.5.
+        shift_exponent: Hill exponent of the stages term.
     """
 
     fold_rms_half_mm: float = FOLD_RMS_HALF_MM
@@ -109,6 +133,28 @@ class QcSettings:
     failed_factor: float = FAILED_FACTOR
     review_below: float = REVIEW_BELOW
     refine_failed_factor: float = REFINE_FAILED_FACTOR
+    refine_rms_half_mm: float = REFINE_RMS_HALF_MM
+    refine_exponent: float = REFINE_EXPONENT
+    shift_half_mm: float = SHIFT_HALF_MM
+    shift_exponent: float = SHIFT_EXPONENT
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, float] | None, where: str = "quality_control") -> QcSettings:
+        """Settings from a mapping of field names to numbers (a model's ``model.json["quality_control"]``); fields
+        not given keep their defaults.
+
+        Raises:
+            ValueError: an unknown field or a value that is not a positive number.
+        """
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)} (the fields of qc.QcSettings)")
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{where}: {key} = {value!r} is not a positive number")
+        return cls(**{key: float(value) for key, value in values.items()})
 
 
 @dataclass(frozen=True)
@@ -220,15 +266,31 @@ def _hill_up(x: float, half: float, exponent: float) -> float:
 _FAILED = "the case failed"
 
 
-def _point_quality(
+def point_quality(
     name: str, rms: float | None, contrast: float, boundary: float, failed_families: int, settings: QcSettings,
-    refine_failure: str = "",
+    refine_failure: str = "", refine_rms: float | None = None, refine_shift: float | None = None,
 ) -> PointQuality:
-    """Confidence, terms and reason of one point (formula: module docstring); rms None: no fold term;
-    refine_failure: why the second stage failed on the point ("" when it did not or did not run)."""
+    """Confidence, terms and reason of one point (formula: module docstring).
+
+    Args:
+        name: landmark name.
+        rms: disagreement of the first-stage fold models, mm (None: one fold, no fold term).
+        contrast: peak contrast; boundary: boundary score in [0, 1].
+        failed_families: failed case-level check families that concern the point.
+        settings: the constants.
+        refine_failure: why the second stage failed on the point ("" when it did not or did not run).
+        refine_rms: disagreement of the refiner's fold models, mm, when the second stage refined the point (None: no
+            refiner term: no second stage, one refiner fold, or the refinement failed).
+        refine_shift: distance from the first-stage point to the refined point, mm (None: no stages term: no second
+            stage, or the refinement failed).
+    """
     terms: dict[str, float] = {}
     if rms is not None:
         terms["fold"] = _hill_down(rms, settings.fold_rms_half_mm, settings.fold_exponent)
+    if refine_rms is not None and not refine_failure:
+        terms["refiner"] = _hill_down(refine_rms, settings.refine_rms_half_mm, settings.refine_exponent)
+    if refine_shift is not None and not refine_failure:
+        terms["stages"] = _hill_down(refine_shift, settings.shift_half_mm, settings.shift_exponent)
     terms["contrast"] = _hill_up(contrast, settings.contrast_half, settings.contrast_exponent)
     boundary = float(np.clip(np.nan_to_num(boundary), 0.0, 1.0))
     terms["boundary"] = settings.boundary_floor + (1.0 - settings.boundary_floor) * boundary
@@ -241,6 +303,8 @@ def _point_quality(
     if low:
         explain = {
             "fold": f"folds disagree by {rms or 0.0:.1f} mm",
+            "refiner": f"second-stage folds disagree by {refine_rms or 0.0:.1f} mm",
+            "stages": f"second stage moved it {refine_shift or 0.0:.1f} mm",
             "contrast": f"weak peak: contrast {contrast:.1f}",
             "boundary": f"not at a blood/tissue boundary: score {boundary:.2f}",
             "context": _FAILED,
@@ -272,6 +336,8 @@ def assess(
     settings: QcSettings | None = None,
     refine_failures: Sequence[str] | None = None,
     notes: Sequence[str] = (),
+    refine_rms_mm: Sequence[float | None] | None = None,
+    refine_shift_mm: Sequence[float | None] | None = None,
 ) -> QualityReport:
     """Per-point confidence and the case verdict of one detection (formula and rules: module docstring).
 
@@ -288,6 +354,10 @@ def assess(
         refine_failures: (K,) per point why the second stage failed on it, "" where it did not (refine.Refinement
             .failures); None: no second stage ran.
         notes: further notes to report (e.g. refinement patches partly outside the image).
+        refine_rms_mm: (K,) per point the disagreement of the refiner's fold models, mm (refine.PointRefinement
+            .fold_rms_mm; None where there is none); None: no second stage ran.
+        refine_shift_mm: (K,) per point the distance the second stage moved it, mm (refine.PointRefinement.shift_mm);
+            None: no second stage ran.
 
     Returns:
         The QualityReport.
@@ -307,8 +377,10 @@ def assess(
     if folds is not None and (folds.ndim != 3 or folds.shape[1:] != (k, 3)):
         raise ValueError(f"assess: fold positions must be (F, {k}, 3), got {folds.shape}")
     failures = [""] * k if refine_failures is None else [str(f) for f in refine_failures]
-    if len(failures) != k:
-        raise ValueError(f"assess: {k} names but {len(failures)} refinement results")
+    refine_rms = [None] * k if refine_rms_mm is None else list(refine_rms_mm)
+    shifts = [None] * k if refine_shift_mm is None else list(refine_shift_mm)
+    if len(failures) != k or len(refine_rms) != k or len(shifts) != k:
+        raise ValueError(f"assess: {k} names but {len(failures)}/{len(refine_rms)}/{len(shifts)} refinement results")
     notes = list(notes)
     rms: npt.NDArray[np.float64] | None = None
     if folds is None or folds.shape[0] < 2:
@@ -332,7 +404,11 @@ def assess(
         failed_families = int(bool(image_failed)) + int(not located)
         failed_families += int(bool(geometry_failed) and name in HINGE_NAMES)
         rms_i = None if rms is None else float(rms[i])
-        points.append(_point_quality(name, rms_i, contrast[i], boundary[i], failed_families, settings, failures[i]))
+        refine_i = None if refine_rms[i] is None else float(refine_rms[i])
+        shift_i = None if shifts[i] is None else float(shifts[i])
+        points.append(point_quality(
+            name, rms_i, contrast[i], boundary[i], failed_families, settings, failures[i], refine_i, shift_i
+        ))  # fmt: skip
     # A point that is low only because the case failed adds nothing to the case's reasons.
     low_points = [f"{p.name} low confidence ({p.reason})" for p in points if p.verdict == "low" and p.reason != _FAILED]
     verdict = "failed" if case_failures else ("review" if low_points else "ok")
