@@ -277,8 +277,9 @@ class PerLandmarkUNets(nn.Module):
     Why: with GLiP and one shared U-Net, the first landmark whose critic peak grows takes over the shared weights
     (its large gradients dominate Adam's per-weight scaling) and the other channels stay flat. On the phantom each
     landmark learned alone reached ~2 mm validation median in 240 steps, while a shared 3-output U-Net learned
-    exactly one of the three in every run (docs/TRAINING_NOTES.md). Separate weights remove the competition; all
-    networks still train together with one optimizer and one loss.
+    exactly one of the three in every pilot run, and two of the three at the authors' layout, weighting and 10x the
+    steps (docs/TRAINING_NOTES.md, docs/reproduction.md). Separate weights remove the competition; all networks
+    still train together with one optimizer and one loss.
 
     Args:
         in_channels: input channels.

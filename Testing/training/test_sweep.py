@@ -261,7 +261,9 @@ def test_figures_of_a_sweep_are_drawn_with_an_index(finished_sweep, capsys):
     assert main(["figures", str(finished_sweep), "--force"]) == 0
 
 
-@pytest.mark.parametrize("name, runs", [("sweep_example.yaml", 18), ("study_cpu.yaml", 20)])
+@pytest.mark.parametrize(
+    "name, runs", [("sweep_example.yaml", 18), ("study_cpu.yaml", 20), ("study_cpu_long.yaml", 3)]
+)
 def test_the_documented_spec_files_read(name, runs):
     spec = read_spec(Path(__file__).resolve().parents[2] / "docs" / name)
     keys, settings = grid_settings(spec.grid, spec.base)
