@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_generalisation import FLAG_ERROR_MM, spearman  # the same "bad point" and rank correlation as reported
 
 from AorticRootLandmarksLib import qc
 from AorticRootLandmarksLib.detection import detect
 from AorticRootLandmarksLib.inference import load_ensemble
 from AorticRootLandmarksLib.io import read_image, read_manifest
 
-FLAG_ERROR_MM = 5.0
 COLUMNS = ("case", "landmark", "error_mm", "stage1_rms_mm", "peak_contrast", "boundary", "refine_rms_mm",
            "refine_shift_mm", "refine_status", "refine_failure", "case_failed_families", "verdict")  # fmt: skip
 #: Values `fit` tries, per QcSettings field (the others keep their defaults).
@@ -109,11 +109,6 @@ def confidences(rows: list[dict], settings: qc.QcSettings) -> tuple[np.ndarray, 
         conf.append(point.confidence)
         flagged.append(point.verdict == "low" or families > 0)
     return np.array(conf), np.array(flagged)
-
-
-def spearman(x, y) -> float:
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
-    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def figures(rows: list[dict], settings: qc.QcSettings) -> dict:

@@ -45,3 +45,12 @@ def test_wrong_types_in_a_config_file_are_one_line_errors(tmp_path):
         (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
         with pytest.raises(InputError, match=key):
             TrainConfig.from_yaml(tmp_path / "c.yaml")
+
+
+def test_network_choices_match_the_network():
+    """config keeps torch-free copies of the network's choices (architectures, norms): they must not drift."""
+    from AorticRootLandmarksLib import network
+    from training import config
+
+    assert set(config.ARCHITECTURES) == set(network.ARCHITECTURES)
+    assert config.NORMS == network.NORMS
