@@ -54,6 +54,7 @@ from .train import (  # the single-process steps, shared so that both ways train
     _train_epoch,
     _write_json,
     build_network,
+    fold_finished,
     stream_seed,
     validation_errors,
 )
@@ -126,7 +127,7 @@ def train_fold_distributed(
         InputError: more devices than CUDA devices; RuntimeError: a process failed (its last error line).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    if resume and (folder / DONE).is_file():
+    if resume and fold_finished(folder, config.epochs):
         return _finished_fold(config, folder, device)
     world = int(config.devices)
     if _uses_cuda(config) and torch.cuda.device_count() < world:

@@ -27,6 +27,10 @@ Checkpoints, and resuming an interrupted run (``train(config, resume=True)``, ``
   appears once.
 - The run's config.yaml is the truth: a resume that changes a setting of the training itself is refused; only where
   and how fast it runs (:data:`HARMLESS`) may change. The resumed run continues in its folder, in place.
+- One exception: ``--resume --epochs N`` with N above the saved number extends a run, finished or not, to N epochs
+  (nnU-Net's "continue training"). The learning rate is constant and every epoch is seeded from (seed, fold, epoch),
+  so the extended run ends with the weights of a run started with N epochs; config.yaml is rewritten with N, and the
+  model and the test evaluation are exported again. Fewer epochs than saved are refused.
 """
 
 from __future__ import annotations
@@ -87,6 +91,14 @@ CHECKPOINT_FORMAT = 1
 DONE = "done.json"
 #: Settings a resumed run may change: where and how fast it runs, not what it computes.
 HARMLESS = ("out", "device", "devices", "threads", "cache_dir")
+
+
+def fold_finished(folder: Path, epochs: int) -> bool:
+    """True if the fold folder has its done.json for at least `epochs` epochs (fewer: a run being extended)."""
+    try:
+        return int(json.loads((folder / DONE).read_text(encoding="utf-8"))["epochs"]) >= epochs
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def build_network(config: TrainConfig):
@@ -238,7 +250,7 @@ def train_fold(
 
         return train_fold_distributed(config, train, val, folder, device, fold, resume, on_epoch)
     folder.mkdir(parents=True, exist_ok=True)
-    if resume and (folder / DONE).is_file():
+    if resume and fold_finished(folder, config.epochs):
         return _finished_fold(config, folder, device)
     torch.manual_seed(stream_seed(config.seed, fold))
     network = build_network(config).to(device, memory_format=torch.channels_last_3d)  # faster 3D convs on CPU
@@ -307,21 +319,33 @@ def _resumed_config(config: TrainConfig, force: bool) -> TrainConfig:
     if force:
         raise InputError(f"{config.out}: --resume continues a run in place and --force replaces it; give one of them")
     saved = resume_config(config.out)
+    extend = config.epochs > saved.epochs  # more epochs: continue the run (see the module docstring)
     differing = conflicting_keys(dataclasses.asdict(saved), dataclasses.asdict(config))
+    differing = [key for key in differing if not (key == "epochs" and extend)]
     if differing:
+        fewer = " (a run can be extended to more epochs, not cut to fewer)" if "epochs" in differing else ""
         raise InputError(
-            f"{Path(config.out) / 'config.yaml'}: the run was started with other {', '.join(differing)}; "
+            f"{Path(config.out) / 'config.yaml'}: the run was started with other {', '.join(differing)}{fewer}; "
             "resume with its settings (the saved config is used) or start a new run"
         )
-    return dataclasses.replace(saved, **{key: getattr(config, key) for key in HARMLESS})
+    resumed = dataclasses.replace(saved, **{key: getattr(config, key) for key in HARMLESS})
+    if extend:
+        resumed = dataclasses.replace(resumed, epochs=config.epochs)
+        with replacing_file(Path(config.out) / "config.yaml") as tmp:
+            dataclasses.replace(saved, epochs=config.epochs).to_yaml(tmp)
+        print(f"{config.out}: extending the run from {saved.epochs} to {config.epochs} epochs", file=sys.stderr)
+    return resumed
 
 
-def run_finished(run: str | Path, folds: int) -> bool:
-    """True if every fold of a run folder is finished, its model exported and (with a test split) evaluated."""
+def run_finished(run: str | Path, folds: int, epochs: int = 0) -> bool:
+    """True if every fold of a run folder is finished (for `epochs` epochs), its model exported and (with a test
+    split) evaluated."""
     run = Path(run)
-    if not (run / "model" / "model.json").is_file():
+    try:
+        exported = json.loads((run / "model" / "model.json").read_text(encoding="utf-8"))["training"]["epochs"]
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    if not all((run / f"fold{i}" / DONE).is_file() for i in range(folds)):
+    if exported < epochs or not all(fold_finished(run / f"fold{i}", epochs) for i in range(folds)):
         return False
     try:
         test = json.loads((run / "split.json").read_text(encoding="utf-8"))["test"]
@@ -355,7 +379,7 @@ def train(
     check_grid_size(config.size, build_network(config).config())
     if resume:
         config = _resumed_config(config, force)
-        if run_finished(config.out, config.folds):
+        if run_finished(config.out, config.folds, config.epochs):
             print(f"{config.out}: the run is complete; nothing to resume", file=sys.stderr)
             return Path(config.out)
     cases = training_targets(read_manifest(config.manifest, config.landmarks), config)
@@ -375,8 +399,10 @@ def train(
     if config.stage == "refine":
         samples = patches.load_patch_samples(config, cases, split, cache, device)
     else:
-        samples = [load_sample(c, config.grid_spec, cache, grid_center(c, config))
-                   for c in progress_bar(cases, desc="preprocessing", unit="case")]
+        samples = [
+            load_sample(c, config.grid_spec, cache, grid_center(c, config))
+            for c in progress_bar(cases, desc="preprocessing", unit="case")
+        ]
     if resume:
         run = Path(config.out)
         _check_split(run / "split.json", named)
@@ -398,15 +424,26 @@ def _check_split(path: Path, named: dict) -> None:
 
 
 def _run_protocol(
-    run: Path, config: TrainConfig, cases, samples, split: dict, device, command: str, resume=False,
-    evaluate_test=True, on_epoch=None,
+    run: Path,
+    config: TrainConfig,
+    cases,
+    samples,
+    split: dict,
+    device,
+    command: str,
+    resume=False,
+    evaluate_test=True,
+    on_epoch=None,
 ):
     """Train (or finish, or load) every fold, export the ensemble, evaluate the test split (if `evaluate_test`)."""
     if config.stage == "refine":
         oof = patches.write_stage1_predictions(run / patches.STAGE1_FILE, samples, config)
         if oof["n"]:
-            print(f"stage-1 out-of-fold points: median {oof['median_mm']:.2f} mm, p95 {oof['p95_mm']:.2f} mm over "
-                  f"{oof['n']} (the second stage's validation median is to beat the first's)", file=sys.stderr)
+            print(
+                f"stage-1 out-of-fold points: median {oof['median_mm']:.2f} mm, p95 {oof['p95_mm']:.2f} mm over "
+                f"{oof['n']} (the second stage's validation median is to beat the first's)",
+                file=sys.stderr,
+            )
     networks, medians = [], []
     for fold, parts in enumerate(split["folds"]):
         train_part, val_part = _part(samples, parts["train"]), _part(samples, parts["val"])
@@ -450,8 +487,10 @@ def training_targets(cases: list[Case], config: TrainConfig) -> list[Case]:
     """The cases with the landmarks the network learns: as read, or for a localizer the hinge-point centroid (ROOT)."""
     if config.stage != "localizer":
         return cases
-    return [dataclasses.replace(c, landmarks_lps=root_from_landmarks(config.landmarks, c.landmarks_lps)[None])
-            for c in cases]
+    return [
+        dataclasses.replace(c, landmarks_lps=root_from_landmarks(config.landmarks, c.landmarks_lps)[None])
+        for c in cases
+    ]
 
 
 def grid_center(case: Case, config: TrainConfig) -> np.ndarray | None:

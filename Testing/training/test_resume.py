@@ -4,6 +4,7 @@ uninterrupted run, loses at most one epoch and never retrains a finished fold; w
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -155,9 +156,34 @@ def _refused(args: list[str], capsys) -> str:
 def test_resume_refuses_flags_that_change_the_training(runs, capsys):
     root, _ = runs
     before = _snapshot(root / "ref")
+    line = _refused(_command(root, "ref", "--resume", "--epochs", "2", "--lr", "0.01"), capsys)
+    assert "epochs" in line and "lr" in line and "threads" not in line and "not cut to fewer" in line
     line = _refused(_command(root, "ref", "--resume", "--epochs", "5", "--lr", "0.01"), capsys)
-    assert "epochs" in line and "lr" in line and "threads" not in line
+    assert "lr" in line and "epochs" not in line  # more epochs alone would extend the run
     assert _snapshot(root / "ref") == before
+
+
+def test_resume_with_more_epochs_extends_a_finished_run_into_the_longer_one(runs):
+    """A finished 2-epoch run resumed with --epochs 3 ends with the weights, logs and export of the 3-epoch run."""
+    root, _ = runs
+    short = _command(root, "short")
+    short[short.index("--epochs") + 1] = "2"
+    _finish(_cli(short))
+    process = _cli(_command(root, "short", "--resume"))  # TINY says --epochs 3
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "extending the run from 2 to 3 epochs" in err
+    for name in ["model/fold0.pt", "model/fold1.pt", "fold0/last.pt", "fold1/best.pt"]:
+        reference, extended = _weights(root / "ref" / name), _weights(root / "short" / name)
+        for key, value in reference.items():
+            torch.testing.assert_close(extended[key], value, rtol=0, atol=1e-6, msg=f"{name} {key}")
+    for fold in (0, 1):
+        with (root / "short" / f"fold{fold}" / "log.csv").open(encoding="utf-8") as handle:
+            assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2"]
+        assert json.loads((root / "short" / f"fold{fold}" / "done.json").read_text(encoding="utf-8"))["epochs"] == 3
+    assert "epochs: 3" in (root / "short" / "config.yaml").read_text(encoding="utf-8")
+    exported = json.loads((root / "short" / "model" / "model.json").read_text(encoding="utf-8"))
+    assert exported["training"]["epochs"] == 3
 
 
 def test_resume_refuses_a_folder_that_is_not_a_run(runs, tmp_path, capsys):
