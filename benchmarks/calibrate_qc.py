@@ -4,9 +4,10 @@ confidence constants (qc.QcSettings) that flag the bad points and spare the good
     .venv/bin/python benchmarks/calibrate_qc.py collect MANIFEST [MANIFEST ...] --out signals.csv [--model DIR]
     .venv/bin/python benchmarks/calibrate_qc.py fit signals.csv [signals.csv ...] [--write MODEL_DIR]
 
-`collect` runs the real detection on every case and writes one row per landmark the manifest has: its error (mm)
-and every signal quality control has (stage-1 fold disagreement, peak contrast, boundary score, the refiner's fold
-disagreement, shift and status, whether the case failed a case-level check). `fit` grid-searches the
+`collect` runs the real detection on every case and writes one row per landmark the manifest has: its error (mm; and
+the first stage's, before refinement) and every signal quality control has (stage-1 fold disagreement, peak
+contrast, boundary score, the refiner's fold disagreement, shift, passes and status, whether the case failed a
+case-level check). It does not overwrite an existing --out file. `fit` grid-searches the
 constants of the confidence formula (qc/report.py) on those rows and prints, for the chosen constants and for the
 current defaults: the rank correlation of confidence and error, the share of points > 5 mm flagged and the share of
 good points flagged. "Flagged" is the point's own verdict (confidence below the review threshold, or its case failed).
@@ -35,8 +36,9 @@ from AorticRootLandmarksLib.detection import detect
 from AorticRootLandmarksLib.inference import load_ensemble
 from AorticRootLandmarksLib.io import read_image, read_manifest
 
-COLUMNS = ("case", "landmark", "error_mm", "stage1_rms_mm", "peak_contrast", "boundary", "refine_rms_mm",
-           "refine_shift_mm", "refine_status", "refine_failure", "case_failed_families", "verdict")  # fmt: skip
+COLUMNS = ("case", "landmark", "error_mm", "stage1_error_mm", "stage1_rms_mm", "peak_contrast", "boundary",
+           "refine_rms_mm", "refine_shift_mm", "refine_passes", "refine_status", "refine_failure",
+           "case_failed_families", "verdict")  # fmt: skip
 #: Values `fit` tries, per QcSettings field (the others keep their defaults).
 GRID = {
     "fold_rms_half_mm": (3.0, 4.0, 6.0, 8.0, 12.0),
@@ -73,9 +75,11 @@ def collect_rows(manifest: Path, ensemble) -> list[dict]:
             rows.append({
                 "case": Path(case.image).name, "landmark": name,
                 "error_mm": float(np.linalg.norm(detection.positions_lps[i] - truth)),
+                "stage1_error_mm": None if ref is None else float(np.linalg.norm(ref.stage1_lps - truth)),
                 "stage1_rms_mm": point.fold_rms_mm, "peak_contrast": point.peak_contrast, "boundary": point.boundary,
                 "refine_rms_mm": None if ref is None else ref.fold_rms_mm,
                 "refine_shift_mm": None if ref is None else ref.shift_mm,
+                "refine_passes": None if ref is None else ref.passes,
                 "refine_status": "" if ref is None else ref.status,
                 "refine_failure": "" if ref is None else ref.failure,
                 "case_failed_families": int(failed["image"]) + int(failed["located"]) + int(failed["geometry"]),
@@ -153,6 +157,8 @@ def main() -> None:
     f.add_argument("--write", type=Path, metavar="MODEL_DIR", help="store the chosen constants in this model folder")
     args = parser.parse_args()
     if args.command == "collect":
+        if args.out.exists():
+            parser.error(f"{args.out} exists; give another --out (collect does not overwrite)")
         ensemble, start, rows = load_ensemble(args.model, args.device), time.perf_counter(), []
         for manifest in args.manifests:
             rows += collect_rows(manifest, ensemble)
@@ -164,6 +170,9 @@ def main() -> None:
             writer.writerows(rows)
         print(f"wrote {len(rows)} points to {args.out}")
         return
+    missing = [str(path) for path in args.signals if not path.is_file()]
+    if missing:
+        parser.error(f"no such signals file: {', '.join(missing)}")
     rows = read_rows(args.signals)
     _print("current defaults", figures(rows, qc.QcSettings()))
     settings, best = fit(rows)
