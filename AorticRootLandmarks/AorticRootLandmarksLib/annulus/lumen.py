@@ -1,42 +1,10 @@
-"""The annulus measured on the CT: oblique reconstruction on the hinge plane, lumen contour, perimeter and diameters.
-
-The circumcircle of the three hinge points (:func:`geometry.annulus_measurements`) underestimates the annulus,
-because the hinges are cusp nadirs, not points of a circle through the ring's widest parts. This module traces the
-contrast-filled lumen on the plane of the hinge points instead, as TAVI planning tools do:
-
-1. :func:`reconstruct_plane` resamples the original CT (linear, SimpleITK, world space, so any spacing and direction
-   cosines) onto an oblique image of the plane (0.25 mm pixels), averaged over a 1 mm slab across it against noise.
-2. :func:`trace_lumen` smooths it (Gaussian, 0.5 mm) and casts 360 rays from the plane centre, sampled every
-   0.1 mm. The lumen HU (median inside the first contour) and the tissue HU (the lowest point of the median edge
-   profile just outside it: the wall) give a global half maximum, as vessel lumen contouring does; then each ray's
-   threshold is the half maximum of its 40 deg neighbourhood, so streaks, calcium glare or a partly enhanced outflow
-   tract do not move the contour. On each ray the lumen ends at the threshold crossing after which the profile stays
-   below it for 3 mm (a thin dark line inside the lumen, a leaflet, does not stop the ray), refined to the steepest
-   fall within 0.5 mm (sub-sample, parabolic): the steepest point of a blurred step does not depend on the HU
-   estimates. Rays whose edge lies at calcium (far brighter than the lumen, grown by 1.5 mm for its blur) are
-   dropped; the contour is a robust, smooth Fourier fit of the edge radius over the angle (outliers dropped), which
-   bridges calcium and leaflet gaps along the ring and keeps noise out of the perimeter. The ray origin is moved to
-   the contour's centroid and the rays cast again, so the plane centre need not be the ring centre.
-3. :func:`contour_measurements`: perimeter (closed polygon), area (shoelace formula), minimum and maximum diameter
-   (calipers: the smallest width and the largest length, the minor and major axes of an ellipse), perimeter- and
-   area-derived diameters, and eccentricity ``1 - min/max`` (the TAVI eccentricity index).
-
-No lumen, no number: :func:`measure_annulus` returns ``ok=False`` with a reason when the plane centre is not
-contrast-filled, the contrast is too low, the boundary is found on too little of the ring or scatters like noise;
-and ``ok=True`` with ``warnings`` when a hinge point lies off the contour or much of the ring is interpolated.
-
-Calcium is not lumen: it is bridged by the smooth ring, not added to the area (commercial tools measure the lumen).
-
-Frames (see docs/ARCHITECTURE.md): **world LPS mm** for every 3D point; **plane (u, v) mm**, in-plane coordinates
-from the plane image's centre along its unit axes ``u_lps`` and ``v_lps``; **pixel (col, row)**, continuous index
-into :attr:`PlaneImage.pixels`, whose rows run along ``v`` and columns along ``u``.
+"""The lumen traced on the annulus plane image and measured (steps 2 and 3 of the package docstring).
 
 Numpy and SimpleITK only: this module runs inside 3D Slicer's Python.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,9 +12,10 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from .constants import AIR_HU, HINGE_NAMES
-from .errors import InputError
-from .geometry import _as_points, annulus_measurements, annulus_plane, plane_axes
+from ..constants import AIR_HU, HINGE_NAMES
+from ..geometry import _as_points, annulus_measurements, annulus_plane, plane_axes
+from .contour import contour_measurements, polygon_centroid
+from .plane import PlaneImage, reconstruct_plane, sample_bilinear
 
 ArrayLike = npt.ArrayLike
 
@@ -70,257 +39,6 @@ WARN_HINGE_OFFSET_MM = 2.0
 WARN_INLIER_FRACTION = 0.65
 #: Warn when the largest arc without a boundary exceeds this (deg).
 WARN_GAP_DEG = 60.0
-
-
-# --------------------------------------------------------------------------------------------- the plane image
-
-
-@dataclass(frozen=True, eq=False)
-class PlaneImage:
-    """An oblique reconstruction of a CT on a plane.
-
-    Pixel ``(col, row)`` lies at plane ``(u, v) = ((col - c0) * spacing, (row - r0) * spacing)`` mm with
-    ``(c0, r0) = ((N_u - 1) / 2, (N_v - 1) / 2)``, i.e. at world ``center_lps + u * u_lps + v * v_lps``.
-
-    Attributes:
-        pixels: (N_v, N_u) float32 HU; row index along v, column index along u; air outside the CT.
-        spacing_mm: pixel size, mm (square pixels).
-        center_lps: (3,) world LPS mm at the image centre.
-        u_lps: (3,) unit in-plane axis (columns), LPS.
-        v_lps: (3,) unit in-plane axis (rows), LPS; ``(u, v, u x v)`` is right-handed.
-        slab_mm: thickness across the plane over which the CT was averaged (0: the plane itself).
-    """
-
-    pixels: np.ndarray
-    spacing_mm: float
-    center_lps: np.ndarray
-    u_lps: np.ndarray
-    v_lps: np.ndarray
-    slab_mm: float = 0.0
-
-    @property
-    def normal_lps(self) -> np.ndarray:
-        """(3,) unit normal ``u x v``, LPS."""
-        return np.cross(self.u_lps, self.v_lps)
-
-    def uv_to_world(self, uv_mm: ArrayLike) -> np.ndarray:
-        """(N, 2) plane (u, v) mm from the centre -> (N, 3) world LPS mm."""
-        uv = np.asarray(uv_mm, dtype=np.float64).reshape(-1, 2)
-        return self.center_lps + uv[:, :1] * self.u_lps + uv[:, 1:] * self.v_lps
-
-    def world_to_uv(self, points_lps: ArrayLike) -> np.ndarray:
-        """(N, 3) world LPS mm -> (N, 2) plane (u, v) mm of their orthogonal projections onto the plane."""
-        offset = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3) - self.center_lps
-        return np.stack([offset @ self.u_lps, offset @ self.v_lps], axis=1)
-
-    def uv_to_pixel(self, uv_mm: ArrayLike) -> np.ndarray:
-        """(N, 2) plane (u, v) mm -> (N, 2) continuous pixel (col, row)."""
-        uv = np.asarray(uv_mm, dtype=np.float64).reshape(-1, 2)
-        half = (np.array(self.pixels.shape[::-1], dtype=np.float64) - 1.0) / 2.0  # (c0, r0)
-        return uv / self.spacing_mm + half
-
-    def pixel_to_uv(self, pixel: ArrayLike) -> np.ndarray:
-        """(N, 2) continuous pixel (col, row) -> (N, 2) plane (u, v) mm; inverse of :meth:`uv_to_pixel`."""
-        pix = np.asarray(pixel, dtype=np.float64).reshape(-1, 2)
-        half = (np.array(self.pixels.shape[::-1], dtype=np.float64) - 1.0) / 2.0
-        return (pix - half) * self.spacing_mm
-
-
-def _unit_axes(u_lps: ArrayLike, v_lps: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Checked, normalised in-plane axes; InputError unless they are finite, non-zero and orthogonal."""
-    u = _as_points(u_lps, "plane axis u", (3,))
-    v = _as_points(v_lps, "plane axis v", (3,))
-    nu, nv = float(np.linalg.norm(u)), float(np.linalg.norm(v))
-    if nu < 1e-9 or nv < 1e-9:
-        raise InputError("plane axes: zero vector")
-    u, v = u / nu, v / nv
-    if abs(float(u @ v)) > 1e-6:
-        raise InputError(f"plane axes: u and v are not orthogonal (u . v = {float(u @ v):.3g})")
-    return u, v
-
-
-def reconstruct_plane(
-    image: sitk.Image,
-    center_lps: ArrayLike,
-    u_lps: ArrayLike,
-    v_lps: ArrayLike,
-    size_mm: float = 60.0,
-    spacing_mm: float = 0.25,
-    slab_mm: float = 0.0,
-) -> PlaneImage:
-    """Resample a 3D CT onto an oblique plane (linear interpolation in world space; air outside the CT).
-
-    Args:
-        image: 3D scalar CT in HU, any origin, spacing and direction cosines (LPS).
-        center_lps: (3,) world LPS mm of the plane image's centre.
-        u_lps: (3,) in-plane axis of the columns, LPS (normalised here).
-        v_lps: (3,) in-plane axis of the rows, LPS, orthogonal to ``u_lps``.
-        size_mm: side of the square image, mm; the pixel count is odd so that a pixel sits on the centre.
-        spacing_mm: pixel size, mm.
-        slab_mm: if > 0, the mean over planes spaced <= 0.25 mm from -slab/2 to +slab/2 along ``u x v``.
-
-    Returns:
-        The :class:`PlaneImage`, pixels (N, N) float32 with N = 2 * round(size / (2 spacing)) + 1.
-
-    Raises:
-        InputError: not a 3D scalar image, or bad centre, axes, size, spacing or slab.
-    """
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"image: a 3D scalar volume is needed, got {image.GetDimension()}D with "
-                         f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel")  # fmt: skip
-    center = _as_points(center_lps, "plane centre", (3,))
-    u, v = _unit_axes(u_lps, v_lps)
-    if not (np.isfinite(spacing_mm) and spacing_mm > 0 and np.isfinite(size_mm) and size_mm >= spacing_mm):
-        raise InputError(f"plane image: bad size {size_mm} mm or spacing {spacing_mm} mm")
-    if not (np.isfinite(slab_mm) and slab_mm >= 0):
-        raise InputError(f"plane image: bad slab thickness {slab_mm} mm")
-    half = int(round(size_mm / (2.0 * spacing_mm)))
-    n = 2 * half + 1
-    normal = np.cross(u, v)
-    layers = 1 if slab_mm <= 0 else int(math.ceil(slab_mm / 0.25)) + 1
-    step = slab_mm / (layers - 1) if layers > 1 else 1.0
-    origin = center - half * spacing_mm * (u + v) - 0.5 * (layers - 1) * step * normal
-    resampled = sitk.Resample(
-        image,
-        [n, n, layers],
-        sitk.Transform(),
-        sitk.sitkLinear,
-        origin.tolist(),
-        [float(spacing_mm), float(spacing_mm), float(step)],
-        np.stack([u, v, normal], axis=1).ravel().tolist(),  # columns: world directions of the index axes
-        AIR_HU,
-        sitk.sitkFloat32,
-    )
-    pixels = sitk.GetArrayFromImage(resampled).mean(axis=0, dtype=np.float64)  # (layers, v, u) -> (v, u)
-    return PlaneImage(pixels.astype(np.float32), float(spacing_mm), center, u, v, float(slab_mm))
-
-
-def annulus_plane_image(
-    image: sitk.Image, hinge_points_lps: ArrayLike, size_mm: float = 60.0, spacing_mm: float = 0.25,
-    slab_mm: float = 0.0,
-) -> PlaneImage:  # fmt: skip
-    """The CT on the plane of the three hinge points, centred on their centroid, ``u`` towards RCC.
-
-    Args:
-        image: 3D CT in HU.
-        hinge_points_lps: (3, 3) world LPS mm, order RCC, LCC, NCC; ``v = normal x u`` with the normal from the
-            ventricle into the aorta (:func:`geometry.annulus_plane`), so the image is seen from the aorta.
-        size_mm, spacing_mm, slab_mm: as :func:`reconstruct_plane`.
-
-    Raises:
-        InputError: degenerate hinge triangle or bad image (see :func:`reconstruct_plane`).
-    """
-    points = _as_points(hinge_points_lps, "hinge points", (3, 3))
-    plane = annulus_plane(points)
-    u, v = plane_axes(plane, points[0])
-    return reconstruct_plane(image, plane.center, u, v, size_mm, spacing_mm, slab_mm)
-
-
-def sample_bilinear(pixels: np.ndarray, pixel: np.ndarray, fill: float = AIR_HU) -> np.ndarray:
-    """Bilinear interpolation of a (N_v, N_u) image at continuous (..., 2) pixel (col, row); ``fill`` outside."""
-    col, row = pixel[..., 0], pixel[..., 1]
-    n_v, n_u = pixels.shape
-    inside = (col >= 0) & (col <= n_u - 1) & (row >= 0) & (row <= n_v - 1)
-    c = np.clip(col, 0, n_u - 1)
-    r = np.clip(row, 0, n_v - 1)
-    c0 = np.minimum(np.floor(c).astype(np.intp), n_u - 2) if n_u > 1 else np.zeros(c.shape, np.intp)
-    r0 = np.minimum(np.floor(r).astype(np.intp), n_v - 2) if n_v > 1 else np.zeros(r.shape, np.intp)
-    fc, fr = c - c0, r - r0
-    c1, r1 = np.minimum(c0 + 1, n_u - 1), np.minimum(r0 + 1, n_v - 1)
-    top = pixels[r0, c0] * (1 - fc) + pixels[r0, c1] * fc
-    bottom = pixels[r1, c0] * (1 - fc) + pixels[r1, c1] * fc
-    return np.where(inside, top * (1 - fr) + bottom * fr, fill)
-
-
-# --------------------------------------------------------------------------------------------- contour geometry
-
-
-def polygon_perimeter(points: ArrayLike) -> float:
-    """Perimeter of a closed polygon, (M, 2) or (M, 3) vertices, first not repeated."""
-    p = np.asarray(points, dtype=np.float64)
-    return float(np.linalg.norm(np.roll(p, -1, axis=0) - p, axis=1).sum())
-
-
-def polygon_area(points_uv: ArrayLike) -> float:
-    """Area of a closed simple polygon, (M, 2) vertices (shoelace formula; either orientation)."""
-    p = np.asarray(points_uv, dtype=np.float64)
-    x, y = p[:, 0], p[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
-def _polygon_centroid(p: np.ndarray) -> np.ndarray:
-    """(2,) area centroid of a closed polygon (M, 2); the vertex mean for a degenerate one."""
-    q = np.roll(p, -1, axis=0)
-    cross = p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]
-    area2 = cross.sum()
-    if abs(area2) < 1e-12:
-        return p.mean(axis=0)
-    return ((p + q) * cross[:, None]).sum(axis=0) / (3.0 * area2)
-
-
-def caliper_diameters(points_uv: ArrayLike, n_directions: int = 720) -> dict[str, Any]:
-    """Maximum and minimum caliper (Feret) diameters of a closed contour.
-
-    The maximum is the largest distance between two contour points; the minimum is the smallest width of the
-    contour over ``n_directions`` directions in [0, 180) deg (relative error below 3e-6 for 720: 1 - cos(0.125
-    deg)). For an ellipse they are the major and minor axes, the definitions of the phantom's truth (``2a``, ``2b``).
-
-    Args:
-        points_uv: (M, 2) contour, mm.
-        n_directions: directions of the width search.
-
-    Returns:
-        ``max_mm``, ``min_mm`` (floats), ``max_ends``, ``min_ends`` ((2, 2) mm each). The minimum's ends lie on the
-        two supporting lines, on the segment perpendicular to them midway between the two contact points (the
-        minor axis for an ellipse), so their distance is the minimum width.
-    """
-    p = np.asarray(points_uv, dtype=np.float64)
-    angles = np.arange(n_directions) * (np.pi / n_directions)
-    dirs = np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    proj = p @ dirs.T  # (M, directions)
-    widths = proj.max(axis=0) - proj.min(axis=0)
-    # The largest distance is the largest width over all directions; its ends are extreme points in a direction
-    # near the widest one, so the exact maximum is found among those few candidates.
-    near = (int(np.argmax(widths)) + np.arange(-3, 4)) % n_directions
-    cand = p[np.unique(np.concatenate([proj[:, near].argmax(axis=0), proj[:, near].argmin(axis=0)]))]
-    d2 = ((cand[:, None, :] - cand[None, :, :]) ** 2).sum(-1)
-    i, j = np.unravel_index(int(np.argmax(d2)), d2.shape)
-    k = int(np.argmin(widths))
-    d = dirs[k]
-    lateral = np.array([-d[1], d[0]])
-    lo, hi = int(np.argmin(proj[:, k])), int(np.argmax(proj[:, k]))
-    mid = 0.5 * (p[lo] @ lateral + p[hi] @ lateral) * lateral
-    min_ends = np.stack([mid + proj[lo, k] * d, mid + proj[hi, k] * d])
-    return {"max_mm": float(math.sqrt(d2[i, j])), "min_mm": float(widths[k]),
-            "max_ends": np.stack([cand[i], cand[j]]), "min_ends": min_ends}  # fmt: skip
-
-
-def contour_measurements(points_uv: ArrayLike) -> dict[str, Any]:
-    """Perimeter, area, caliper diameters, derived diameters and eccentricity of a closed contour (M, 2) mm.
-
-    Returns:
-        ``perimeter_mm``, ``area_mm2``, ``min_diameter_mm``, ``max_diameter_mm`` (:func:`caliper_diameters`),
-        ``perimeter_diameter_mm`` = perimeter / pi, ``area_diameter_mm`` = 2 sqrt(area / pi), ``eccentricity`` =
-        1 - min / max (the eccentricity index of the TAVI literature: 0 for a circle, 0.1 for min/max = 0.9), and
-        ``min_ends``, ``max_ends`` ((2, 2) mm).
-    """
-    p = np.asarray(points_uv, dtype=np.float64)
-    perimeter, area = polygon_perimeter(p), polygon_area(p)
-    cal = caliper_diameters(p)
-    return {
-        "perimeter_mm": perimeter,
-        "area_mm2": area,
-        "min_diameter_mm": cal["min_mm"],
-        "max_diameter_mm": cal["max_mm"],
-        "perimeter_diameter_mm": perimeter / math.pi,
-        "area_diameter_mm": 2.0 * math.sqrt(area / math.pi),
-        "eccentricity": 1.0 - cal["min_mm"] / cal["max_mm"] if cal["max_mm"] > 0 else float("nan"),
-        "min_ends": cal["min_ends"],
-        "max_ends": cal["max_ends"],
-    }
-
-
-# --------------------------------------------------------------------------------------------- the measurement
 
 
 @dataclass(frozen=True, eq=False)
@@ -822,7 +540,7 @@ def trace_lumen(plane: PlaneImage, opts: TraceOptions = TraceOptions()) -> dict[
     origin = np.zeros(2)
     result = _trace_once(pixels, plane, origin, opts)
     for _ in range(opts.recentre):
-        centroid = _polygon_centroid(result["contour"])
+        centroid = polygon_centroid(result["contour"])
         if np.linalg.norm(centroid - origin) < 0.1:
             break
         origin = centroid
@@ -903,7 +621,7 @@ def measure_annulus(
 
 def _hinge_offsets(hinges_uv: np.ndarray, contour_uv: np.ndarray) -> np.ndarray:
     """(3,) mm: each hinge's distance from the contour centroid minus the contour's radius in its direction."""
-    centre = _polygon_centroid(contour_uv)
+    centre = polygon_centroid(contour_uv)
     ring, rel = contour_uv - centre, hinges_uv - centre
     angle = np.arctan2(ring[:, 1], ring[:, 0])
     order = np.argsort(angle)
