@@ -314,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("train", help="train a fold ensemble with cross-validation and export it")
-    _add_run_options(p, "run", "continue an interrupted run in --out from its checkpoints, with its saved config.yaml")
+    _add_run_options(p, "run", "continue an interrupted run in --out from its checkpoints, with its saved config.yaml; "
+                     "with --epochs above the saved number, extend the run (finished or not) to that many epochs")
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
