@@ -41,7 +41,7 @@ COLUMNS = ("case", "landmark", "error_mm", "stage1_error_mm", "stage1_rms_mm", "
            "case_failed_families", "verdict")  # fmt: skip
 #: Values `fit` tries, per QcSettings field (the others keep their defaults).
 GRID = {
-    "fold_rms_half_mm": (3.0, 4.0, 6.0, 8.0, 12.0),
+    "fold_rms_half_mm": (3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 48.0),
     "refine_rms_half_mm": (0.5, 0.75, 1.0, 1.5, 2.0, 3.0),
     "refine_exponent": (2.0, 4.0),
     "shift_half_mm": (4.0, 6.0, 8.0, 12.0, 1e9),
