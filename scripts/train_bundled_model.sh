@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the bundled model (AorticRootLandmarks/Resources/Models/phantom-glip) on a 2-core CPU: the localizer
-# (~4 min of phantoms + ~12 min of training), the stage-1 landmark model (~6 min more phantoms + ~70 min of training)
-# and the second stage (~5 min of out-of-fold predictions + ~15 min of training). Times measured 2026-11-29 on a
-# machine shared with other work; on an idle one expect less.
+# (~4 min of phantoms + ~12 min of training), the stage-1 landmark model (~6 min more phantoms + ~145 min of
+# training), the second stage (~3 min of out-of-fold predictions + ~14 min of training) and the quality-control
+# calibration (~5 min). Times measured 2026-11-29, partly on a machine shared with other work.
 # Usage: scripts/train_bundled_model.sh [WORK_DIR]   (default /tmp/aortic-root-bundled)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,8 +36,10 @@ cp -r "$WORK/stage2/model/"* AorticRootLandmarks/Resources/Models/phantom-glip/
 $A phantom --out "$WORK/val-train" --n 24 --seed 8100 --style train --force
 $A phantom --out "$WORK/val-classic" --n 16 --seed 8200 --style classic --force
 $A phantom --out "$WORK/val-classic-3000" --n 16 --seed 3000 --style classic --force
+$A phantom --out "$WORK/val-train-8300" --n 48 --seed 8300 --style train --force
+rm -f "$WORK/qc-signals.csv"  # collect does not overwrite
 .venv/bin/python benchmarks/calibrate_qc.py collect "$WORK/val-train/manifest.csv" "$WORK/val-classic/manifest.csv" \
-  "$WORK/val-classic-3000/manifest.csv" --model AorticRootLandmarks/Resources/Models/phantom-glip \
-  --out "$WORK/qc-signals.csv"
+  "$WORK/val-classic-3000/manifest.csv" "$WORK/val-train-8300/manifest.csv" \
+  --model AorticRootLandmarks/Resources/Models/phantom-glip --out "$WORK/qc-signals.csv"
 .venv/bin/python benchmarks/calibrate_qc.py fit "$WORK/qc-signals.csv" --write AorticRootLandmarks/Resources/Models/phantom-glip
 echo "model copied to AorticRootLandmarks/Resources/Models/phantom-glip; test evaluation: $WORK/stage2/test_evaluation"
