@@ -328,24 +328,29 @@ def _resumed_config(config: TrainConfig, force: bool) -> TrainConfig:
             f"{Path(config.out) / 'config.yaml'}: the run was started with other {', '.join(differing)}{fewer}; "
             "resume with its settings (the saved config is used) or start a new run"
         )
-    resumed = dataclasses.replace(saved, **{key: getattr(config, key) for key in HARMLESS})
-    if extend:
-        resumed = dataclasses.replace(resumed, epochs=config.epochs)
-        with replacing_file(Path(config.out) / "config.yaml") as tmp:
-            dataclasses.replace(saved, epochs=config.epochs).to_yaml(tmp)
-        print(f"{config.out}: extending the run from {saved.epochs} to {config.epochs} epochs", file=sys.stderr)
-    return resumed
+    return dataclasses.replace(saved, **{key: getattr(config, key) for key in HARMLESS}, epochs=config.epochs)
 
 
-def run_finished(run: str | Path, folds: int, epochs: int = 0) -> bool:
-    """True if every fold of a run folder is finished (for `epochs` epochs), its model exported and (with a test
-    split) evaluated."""
+def _record_extension(run: Path, epochs: int) -> None:
+    """Rewrite the run's config.yaml with `epochs` when a resume extends it; called once nothing can refuse the
+    resume any more, so a refused one leaves the run folder as it was."""
+    saved = resume_config(run)
+    if epochs > saved.epochs:
+        with replacing_file(run / "config.yaml") as tmp:
+            dataclasses.replace(saved, epochs=epochs).to_yaml(tmp)
+        print(f"{run}: extending the run from {saved.epochs} to {epochs} epochs", file=sys.stderr)
+
+
+def run_finished(run: str | Path, config: TrainConfig) -> bool:
+    """True if every fold of a run folder is finished for ``config.epochs``, its model exported for as many (a second
+    stage's in ``model/refine/``) and (with a test split) evaluated."""
     run = Path(run)
+    meta = run / "model" / (REFINER_FOLDER if config.stage == "refine" else "") / "model.json"
     try:
-        exported = json.loads((run / "model" / "model.json").read_text(encoding="utf-8"))["training"]["epochs"]
+        exported = int(json.loads(meta.read_text(encoding="utf-8"))["training"]["epochs"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    if exported < epochs or not all(fold_finished(run / f"fold{i}", epochs) for i in range(folds)):
+    if exported < config.epochs or not all(fold_finished(run / f"fold{i}", config.epochs) for i in range(config.folds)):
         return False
     try:
         test = json.loads((run / "split.json").read_text(encoding="utf-8"))["test"]
@@ -379,7 +384,7 @@ def train(
     check_grid_size(config.size, build_network(config).config())
     if resume:
         config = _resumed_config(config, force)
-        if run_finished(config.out, config.folds, config.epochs):
+        if run_finished(config.out, config):
             print(f"{config.out}: the run is complete; nothing to resume", file=sys.stderr)
             return Path(config.out)
     cases = training_targets(read_manifest(config.manifest, config.landmarks), config)
@@ -399,13 +404,12 @@ def train(
     if config.stage == "refine":
         samples = patches.load_patch_samples(config, cases, split, cache, device)
     else:
-        samples = [
-            load_sample(c, config.grid_spec, cache, grid_center(c, config))
-            for c in progress_bar(cases, desc="preprocessing", unit="case")
-        ]
+        samples = [load_sample(c, config.grid_spec, cache, grid_center(c, config))
+                   for c in progress_bar(cases, desc="preprocessing", unit="case")]
     if resume:
         run = Path(config.out)
         _check_split(run / "split.json", named)
+        _record_extension(run, config.epochs)
         _run_protocol(run, config, cases, samples, split, device, command, True, evaluate_test, on_epoch)
         return run
     with replacing_dir(config.out, force, inputs) as run:
@@ -424,26 +428,15 @@ def _check_split(path: Path, named: dict) -> None:
 
 
 def _run_protocol(
-    run: Path,
-    config: TrainConfig,
-    cases,
-    samples,
-    split: dict,
-    device,
-    command: str,
-    resume=False,
-    evaluate_test=True,
-    on_epoch=None,
+    run: Path, config: TrainConfig, cases, samples, split: dict, device, command: str, resume=False,
+    evaluate_test=True, on_epoch=None,
 ):
     """Train (or finish, or load) every fold, export the ensemble, evaluate the test split (if `evaluate_test`)."""
     if config.stage == "refine":
         oof = patches.write_stage1_predictions(run / patches.STAGE1_FILE, samples, config)
         if oof["n"]:
-            print(
-                f"stage-1 out-of-fold points: median {oof['median_mm']:.2f} mm, p95 {oof['p95_mm']:.2f} mm over "
-                f"{oof['n']} (the second stage's validation median is to beat the first's)",
-                file=sys.stderr,
-            )
+            print(f"stage-1 out-of-fold points: median {oof['median_mm']:.2f} mm, p95 {oof['p95_mm']:.2f} mm over "
+                  f"{oof['n']} (the second stage's validation median is to beat the first's)", file=sys.stderr)
     networks, medians = [], []
     for fold, parts in enumerate(split["folds"]):
         train_part, val_part = _part(samples, parts["train"]), _part(samples, parts["val"])
@@ -487,10 +480,8 @@ def training_targets(cases: list[Case], config: TrainConfig) -> list[Case]:
     """The cases with the landmarks the network learns: as read, or for a localizer the hinge-point centroid (ROOT)."""
     if config.stage != "localizer":
         return cases
-    return [
-        dataclasses.replace(c, landmarks_lps=root_from_landmarks(config.landmarks, c.landmarks_lps)[None])
-        for c in cases
-    ]
+    return [dataclasses.replace(c, landmarks_lps=root_from_landmarks(config.landmarks, c.landmarks_lps)[None])
+            for c in cases]
 
 
 def grid_center(case: Case, config: TrainConfig) -> np.ndarray | None:

@@ -82,7 +82,8 @@ def test_a_refiner_fold_trains_on_patches(tmp_path, architecture):
 TINY = ["--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2", "--threads", "1"]
 STAGE1 = ["--folds", "2", "--size", "64", "64", "48", "--features", "4", "8", "16", "--test-fraction", "0.34"]
 # a coarse 'patch' (32^3 of 4 mm): the untrained stage 1 is tens of mm off, and the truth must lie in the patch
-STAGE2 = ["--stage", "2", "--spacing", "4", "--size", "32", "32", "32", "--features", "4", "8"]
+# 3 epochs against stage 1's 2: a finished stage-2 run is judged by its own epochs, not the copied stage-1 model's
+STAGE2 = ["--stage", "2", "--spacing", "4", "--size", "32", "32", "32", "--features", "4", "8", "--epochs", "3"]
 
 
 @pytest.fixture(scope="module")
