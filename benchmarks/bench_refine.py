@@ -3,7 +3,7 @@
 Reported for stages 1 and 2: landmark error median, 75th and 95th percentile and max (mm), success detection rate at
 0.5 / 1 / 1.5 / 2 mm, annulus plane angle (median and 95th percentile, degrees); the second stage's own wall time
 per case (patch cutting, refiner folds, decoding; the first stage is not counted) and its point statuses; the median
-error per landmark.
+error per landmark. The JSON (``--json``) also lists each case's errors per landmark after each stage.
 
     .venv/bin/python benchmarks/bench_refine.py MODEL_DIR MANIFEST [--n N] [--threads 2] [--json OUT]
 
@@ -28,6 +28,7 @@ import torch
 
 from AorticRootLandmarksLib.constants import HINGE_NAMES
 from AorticRootLandmarksLib.detection import detect
+from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.evaluation import landmark_errors, success_detection_rate
 from AorticRootLandmarksLib.geometry import plane_angle_deg, select_points
 from AorticRootLandmarksLib.inference import load_ensemble
@@ -82,6 +83,9 @@ def run(model: Path, manifest: Path, n: int | None, landmarks: list[str] | None)
         for point in detection.refinement.points:
             statuses[point.status] += point.name in names
     true = np.stack([case.landmarks_lps for case in cases])
+    errors = {stages: landmark_errors(np.stack(pred[stages]), true) for stages in (1, 2)}
+    per_case = [{"case": case.case_id, "stage1_mm": [round(float(e), 3) for e in errors[1][i]],
+                 "stage2_mm": [round(float(e), 3) for e in errors[2][i]]} for i, case in enumerate(cases)]
     return {
         "model": str(model), "manifest": str(manifest), "n_cases": len(cases), "landmarks": names,
         "threads": torch.get_num_threads(),
@@ -92,6 +96,7 @@ def run(model: Path, manifest: Path, n: int | None, landmarks: list[str] | None)
         "added_cpu_seconds": float(np.median(np.subtract(cpu[2], cpu[1]))),
         "stage1_cpu_seconds": float(np.median(cpu[1])),
         "statuses": statuses,
+        "cases": per_case,
     }  # fmt: skip
 
 
@@ -136,7 +141,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = run(args.model, args.manifest, args.n, args.landmarks)
+    try:
+        result = run(args.model, args.manifest, args.n, args.landmarks)
+    except InputError as error:  # e.g. a manifest without a landmark's columns: one line, no traceback
+        raise SystemExit(f"bench_refine: {error}") from None
     print(format_report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -17,6 +17,11 @@ values the window had already clipped (below -500 HU or above 1500 HU by default
 Randomness: everything is drawn from the ``np.random.Generator`` passed in, split into one child stream per part
 (:data:`PARTS`), so changing one option (say a probability) does not change what the other parts draw.
 
+Dense spots (:func:`add_spots`: calcium nodules or wire fragments, 500-1600 HU, 0.5-2.5 mm) painted at random
+places are the one intensity change that adds structure rather than changing the scanner; they are off by default
+(``spots_prob`` 0) and meant for the second stage's small patches, where one nodule beside a hinge point is a large
+part of what the refiner sees.
+
 Defaults (TrainConfig) are the strong setting the bundled model is trained with, sized to what separates real CTs
 from the phantom: rotations of 30 deg (root tilt differs between patients and positions by about that much beyond
 the phantom's own spread), scale +-15 % (annulus sizes of small and large patients), translations of 50 mm (the
@@ -38,11 +43,15 @@ import torch.nn.functional as F
 from .config import TrainConfig
 
 #: The parts of :func:`augment_sample`, each with its own random stream (order matters: append, never insert).
-PARTS = ("spatial", "contrast", "scale", "gamma", "blur", "thickness", "noise")
+PARTS = ("spatial", "contrast", "scale", "gamma", "blur", "thickness", "noise", "spots")
 #: HU of contrast-enhanced blood that :func:`blood_contrast` stretches; soft tissue below is left alone.
 BLOOD_HU = (150.0, 800.0)
 #: Above this HU (dense calcium, bone, metal) :func:`blood_contrast` leaves the values alone again.
 DENSE_HU = 1500.0
+#: HU and radius (mm) ranges of the dense spots of :func:`add_spots` (the phantom's valve calcium: 500-2000 HU,
+#: 0.6-2.4 mm).
+SPOT_HU = (500.0, 1600.0)
+SPOT_RADIUS_MM = (0.5, 2.5)
 
 
 @dataclass(frozen=True)
@@ -50,8 +59,9 @@ class AugmentOptions:
     """Augmentation ranges and probabilities; the fields named as TrainConfig fields mean what their help says.
 
     Build it with :meth:`from_config` (``AugmentOptions.from_config()`` gives the defaults of :class:`TrainConfig`).
-    ``anisotropy`` (largest extra per-axis scale change) and ``margin_mm`` (the least distance of a translated
-    landmark from the box faces) are not config fields.
+    ``spots_*`` default to off (options built by hand before they existed); ``anisotropy`` (largest extra per-axis
+    scale change) and ``margin_mm`` (the least distance of a translated landmark from the box faces) are not config
+    fields.
     """
 
     rotation_deg: float
@@ -71,6 +81,8 @@ class AugmentOptions:
     downsample_prob: float
     spacing: float
     window: tuple[float, float]
+    spots_prob: float = 0.0
+    spots_max: int = 8
     anisotropy: float = 0.05
     margin_mm: float = 8.0
 
@@ -264,9 +276,51 @@ def add_noise(volume: torch.Tensor, std_hu: float, window, generator: torch.Gene
     return (volume + noise * (std_hu / (high - low))).clamp(0, 1)
 
 
+def add_spots(volume: torch.Tensor, centres: np.ndarray, radii: np.ndarray, values: np.ndarray) -> torch.Tensor:
+    """Paint dense spheres (calcium nodules, wire fragments) into a volume: the value rises towards ``values[i]``
+    within ``radii[i]`` of ``centres[i]``, with a partial-volume rim from radius - 0.5 to radius + 0.5 voxel in which
+    it falls linearly; a spot darker than the tissue never darkens a voxel.
+
+    Args:
+        volume: (X, Y, Z) windowed values in [0, 1].
+        centres: (N, 3) grid index (x, y, z), anywhere (spots outside the volume paint nothing).
+        radii: (N,) grid voxels.
+        values: (N,) windowed values in [0, 1].
+
+    Returns:
+        (X, Y, Z) float32 in [0, 1]; voxels farther than radius + 0.5 voxel from every centre are unchanged.
+    """
+    out = volume.clone()
+    shape = np.array(volume.shape)
+    for centre, radius, value in zip(np.asarray(centres, float), np.asarray(radii, float), values, strict=True):
+        low = np.clip(np.floor(centre - radius - 1).astype(int), 0, shape)
+        high = np.clip(np.ceil(centre + radius + 2).astype(int), 0, shape)
+        if np.any(high <= low):
+            continue
+        axes = [torch.arange(a, b, dtype=torch.float32) - float(c) for a, b, c in zip(low, high, centre, strict=True)]
+        x, y, z = torch.meshgrid(*axes, indexing="ij")
+        cover = (radius + 0.5 - torch.sqrt(x**2 + y**2 + z**2)).clamp(0, 1)  # 1 inside, linear in the rim
+        box = out[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
+        out[low[0]:high[0], low[1]:high[1], low[2]:high[2]] = torch.maximum(box, box + cover * (float(value) - box))
+    return out.clamp(0, 1)
+
+
+def random_spots(rng: np.random.Generator, size, options: AugmentOptions):
+    """1 to ``spots_max`` spots uniform in the volume.
+
+    Returns:
+        ((N, 3) grid index, (N,) radius in grid voxels, (N,) windowed value): the arguments of :func:`add_spots`.
+    """
+    n = int(rng.integers(1, options.spots_max + 1))
+    centres = rng.uniform(0, 1, size=(n, 3)) * (np.asarray(size, float) - 1)
+    radii = rng.uniform(*SPOT_RADIUS_MM, size=n) / options.spacing
+    values = np.clip(_to_window(rng.uniform(*SPOT_HU, size=n), options.window), 0, 1)
+    return centres, radii, values
+
+
 def augment_sample(volume: torch.Tensor, points: np.ndarray, rng: np.random.Generator, options: AugmentOptions):
-    """One random augmentation of a sample: the spatial affine, then contrast, scale/offset, gamma, blur, thick
-    slices and noise, each intensity change with its probability.
+    """One random augmentation of a sample: the spatial affine, then dense spots, contrast, scale/offset, gamma, blur,
+    thick slices and noise, each intensity change with its probability.
 
     Args:
         volume: (X, Y, Z) float32 windowed values in [0, 1] on the network grid.
@@ -284,7 +338,8 @@ def augment_sample(volume: torch.Tensor, points: np.ndarray, rng: np.random.Gene
 
 
 def augment_intensity(volume: torch.Tensor, part: dict, options: AugmentOptions) -> torch.Tensor:
-    """The intensity part of :func:`augment_sample`: contrast, scale/offset, gamma, blur, thick slices, noise.
+    """The intensity part of :func:`augment_sample`: dense spots, contrast, scale/offset, gamma, blur, thick slices,
+    noise (the spots first, so the scanner-like changes act on them too).
 
     Args:
         volume: (X, Y, Z) float32 windowed values in [0, 1].
@@ -295,6 +350,8 @@ def augment_intensity(volume: torch.Tensor, part: dict, options: AugmentOptions)
         (X, Y, Z) float32 in [0, 1].
     """
     window = options.window
+    if part["spots"].uniform() < options.spots_prob:
+        volume = add_spots(volume, *random_spots(part["spots"], volume.shape, options))
     if part["contrast"].uniform() < options.contrast_prob:
         volume = blood_contrast(volume, _log_uniform(part["contrast"], options.contrast_range), window)
     jitter, offset = options.intensity_jitter, options.offset_hu

@@ -152,6 +152,11 @@ class TrainConfig:
     blur_prob: float = _option(0.3, "augmentation: probability of a blur")
     downsample_factor: float = _option(2.5, "augmentation: largest slice thickness along one axis, grid voxels")
     downsample_prob: float = _option(0.3, "augmentation: probability of thick slices (down-up resampling)")
+    spots_prob: float = _option(
+        0.0, "augmentation: probability of dense spots (calcium nodules, wire fragments: 500-1600 HU, radius 0.5-2.5 "
+        "mm) added at random places of the volume"
+    )
+    spots_max: int = _option(8, "augmentation: largest number of dense spots (1 to this many when they are added)")
     decoding: str = _option("centroid", "peak decoding written into the exported model", DECODINGS)
     ensembling: str = _option(
         "maps", "fold ensembling in the exported model: average the maps, or the decoded coordinates", ENSEMBLINGS
@@ -242,7 +247,7 @@ class TrainConfig:
 
     def _augment_problems(self) -> list[tuple[bool, str]]:
         """The augmentation rules (training/augment.py)."""
-        probabilities = ("gamma_prob", "contrast_prob", "noise_prob", "blur_prob", "downsample_prob")
+        probabilities = ("gamma_prob", "contrast_prob", "noise_prob", "blur_prob", "downsample_prob", "spots_prob")
         ranges = {"scale_range": 10.0, "gamma_range": 10.0, "contrast_range": 2.0}  # name: largest high value
         return [
             *[(len(getattr(self, k)) != 2 or not 0 < getattr(self, k)[0] <= getattr(self, k)[1] <= top,
@@ -254,6 +259,7 @@ class TrainConfig:
             (min(self.translation_mm, self.offset_hu, self.noise_hu, self.blur_sigma) < 0,
              "translation_mm, offset_hu, noise_hu and blur_sigma must not be negative"),
             (self.downsample_factor < 1, f"downsample_factor = {self.downsample_factor}: at least 1"),
+            (self.spots_max < 1, f"spots_max = {self.spots_max}: at least 1"),
         ]
 
     @classmethod

@@ -180,9 +180,7 @@ def detect(
     report = qc.assess(
         ensemble.names, positions, fold_positions + (positions - stage1)[None],  # fold spread about the final point
         qc.peak_contrast(mean_map, indices), boundary, qc.image_checks(image), location.found, location.reason,
-        refine_failures=None if refinement is None else refinement.failures,
-        refine_rms_mm=None if refinement is None else [p.fold_rms_mm for p in refinement.points],
-        refine_shift_mm=None if refinement is None else [p.shift_mm for p in refinement.points],
+        refined=None if refinement is None else refinement.points,
         notes=() if refinement is None else refinement.notes(),
         settings=(ensemble if refinement is None else ensemble.refiner).qc_settings,  # calibrated per model
     )

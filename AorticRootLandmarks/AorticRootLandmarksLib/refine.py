@@ -131,7 +131,7 @@ class Refinement:
 
     @property
     def failures(self) -> list[str]:
-        """(K,) why each point's refinement failed ("" for none), for `qc.assess`."""
+        """(K,) why each point's refinement failed ("" for none)."""
         return [p.failure for p in self.points]
 
     def notes(self) -> list[str]:

@@ -27,6 +27,7 @@ from AorticRootLandmarksLib.phantom.style_params import direction_matrix
 from AorticRootLandmarksLib.phantom.styles import (
     HELDOUT,
     STYLES,
+    VALIDATION,
     contains,
     disjoint_dimensions,
     intervals,
@@ -770,6 +771,10 @@ def test_train_and_heldout_ranges_are_disjoint():
     assert {"lumen_hu", "perimeter_mm", "calcium_mean"} <= set(disjoint_dimensions("train", "heldout-extreme"))
     for style in HELDOUT:
         assert disjoint_dimensions("train", style), style
+    for style in VALIDATION:  # inside train: every interval of every dimension within one of train's
+        for dim, value in STYLES[style].items():
+            train = intervals(STYLES["train"][dim])
+            assert all(any(a <= lo and hi <= b for a, b in train) for lo, hi in intervals(value)), (style, dim)
     noise = [sample_params(1, i, "small", "train")["imaging"]["noise_std"] for i in range(200)]
     assert max(noise) < STYLES["heldout-cardiac"]["noise_hu"][0]  # training never sees held-out noise
 

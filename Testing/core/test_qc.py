@@ -362,26 +362,31 @@ def test_confidence_is_monotone_in_each_input(term):
     assert all(0.0 <= c <= 1.0 for c in confidences)
 
 
+def refiner_rms(*rms_mm):
+    return [qc.RefinerSignals(fold_rms_mm=rms) for rms in rms_mm]
+
+
 def test_refiner_term_only_for_refined_points_and_monotone():
     settings = qc.QcSettings()
     # No second stage, or the refinement failed: no refiner term.
     assert "refiner" not in report().points[0].terms
-    failed = report(refine_failures=["peak on the patch border", "", ""], refine_rms_mm=[0.2, 0.2, 0.2])
+    failed = report(refined=[qc.RefinerSignals("peak on the patch border", 0.2), *[qc.RefinerSignals("", 0.2)] * 2])
     assert "refiner" not in failed.points[0].terms and failed.points[0].terms["refinement"] == 0.5
     assert failed.points[1].terms["refiner"] == pytest.approx(
         1.0 / (1.0 + (0.2 / settings.refine_rms_half_mm) ** settings.refine_exponent)
     )
     # The more the refiner's folds disagree, the lower the confidence; at the half value the term is 0.5.
-    confidences = [report(refine_rms_mm=[rms, 0.1, 0.1]).points[0].confidence for rms in (0.0, 0.3, 1.0, 3.0, 10.0)]
+    spreads = (0.0, 0.3, 1.0, 3.0, 10.0)
+    confidences = [report(refined=refiner_rms(rms, 0.1, 0.1)).points[0].confidence for rms in spreads]
     assert np.all(np.diff(confidences) < 0), confidences
-    half = report(refine_rms_mm=[settings.refine_rms_half_mm, 0.1, 0.1]).points[0]
+    half = report(refined=refiner_rms(settings.refine_rms_half_mm, 0.1, 0.1)).points[0]
     assert half.terms["refiner"] == pytest.approx(0.5)
     # A large disagreement asks for review and says why.
-    spread = report(refine_rms_mm=[None, 10 * settings.refine_rms_half_mm, None])
+    spread = report(refined=refiner_rms(None, 10 * settings.refine_rms_half_mm, None))
     assert spread.verdict == "review" and [p.verdict for p in spread.points] == ["ok", "low", "ok"]
     assert "LCC low confidence (second-stage folds disagree by" in spread.reasons[0]
     with pytest.raises(ValueError):
-        report(refine_rms_mm=[0.1, 0.1])
+        report(refined=refiner_rms(0.1, 0.1))
 
 
 def test_assess_settings_change_the_constants():
@@ -409,3 +414,13 @@ def test_assess_checks_shapes():
         report(peak_contrast=np.ones(2))
     with pytest.raises(ValueError):
         report(fold_positions_lps=np.zeros((4, 2, 3)))
+
+
+def test_a_point_the_second_stage_moved_far_loses_confidence_and_says_so():
+    settings = qc.QcSettings()
+    moved = [qc.RefinerSignals("", 0.1, shift) for shift in (0.5, 4 * settings.shift_half_mm, 0.5)]
+    result = report(refined=moved)
+    still = report(refined=[qc.RefinerSignals("", 0.1, 0.5)] * 3)
+    assert result.points[1].confidence < still.points[1].confidence
+    assert result.points[0].confidence == pytest.approx(still.points[0].confidence)
+    assert result.verdict == "review" and "second stage moved it" in result.reasons[0]

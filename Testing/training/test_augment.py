@@ -16,6 +16,7 @@ from training.augment import (
     Affine,
     AugmentOptions,
     add_noise,
+    add_spots,
     augment_sample,
     blood_contrast,
     gamma,
@@ -221,8 +222,38 @@ def test_options_come_from_the_config_and_no_augment_switches_them_off():
     assert dataset.options == AugmentOptions.from_config()
 
 
+def test_spots_by_hand():
+    volume = torch.full(SIZE, 0.3)
+    out = add_spots(volume, np.array([[10.0, 10.0, 10.0]]), np.array([2.0]), np.array([0.9]))
+    distance = np.sqrt(((np.indices(SIZE) - 10.0) ** 2).sum(axis=0))
+    np.testing.assert_allclose(out.numpy()[distance <= 1.5], 0.9, atol=1e-6)  # inside: the spot's value
+    np.testing.assert_allclose(out.numpy()[distance >= 2.5], 0.3, atol=1e-7)  # beyond the rim: untouched
+    rim = (distance > 1.5) & (distance < 2.5)
+    expected = 0.3 + (2.5 - distance[rim]) * 0.6  # partial volume: linear in the one-voxel rim about the radius
+    np.testing.assert_allclose(out.numpy()[rim], expected, atol=1e-5)
+    dark = add_spots(volume, np.array([[10.0, 10.0, 10.0]]), np.array([3.0]), np.array([0.1]))
+    assert torch.equal(dark, volume)  # a spot darker than the tissue changes nothing
+    centres = np.array([[-1.0, 5.0, 5.0], [-40.0, 5.0, 5.0]])
+    edge = add_spots(volume, centres, np.array([2.0, 2.0]), np.array([1.0, 1.0]))
+    assert edge[0, 5, 5] == 1.0 and edge[3:].eq(0.3).all()  # cut by the border; far outside paints nothing
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_spots_only_brighten_and_keep_the_landmarks(seed):
+    volume = blobs() * 0.2 + hu(60.0)
+    spatial_off = dict(rotation_deg=0.0, scale_range=(1.0, 1.0), translation_mm=0.0)
+    only_spots = options(**SPATIAL_ONLY, **spatial_off, spots_prob=1.0, spots_max=3)
+    out, points = augment_sample(volume, POINTS, np.random.default_rng(seed), only_spots)
+    np.testing.assert_array_equal(points, POINTS)
+    changed = (out - volume).abs() > 1e-6
+    assert changed.any() and (out >= volume - 1e-6).all() and out.max() >= hu(500.0) - 1e-6
+    same, _ = augment_sample(volume, POINTS, np.random.default_rng(seed), dataclasses.replace(only_spots, spots_prob=0))
+    torch.testing.assert_close(same, volume)  # probability 0: nothing painted
+
+
 BAD = [dict(contrast_range=[0.5, 2.5]), dict(scale_range=[1.1]), dict(gamma_range=[1.2, 0.8]), dict(noise_prob=1.5),
-       dict(rotation_deg=-1.0), dict(downsample_factor=0.5), dict(noise_hu=-1.0), dict(intensity_jitter=1.0)]
+       dict(rotation_deg=-1.0), dict(downsample_factor=0.5), dict(noise_hu=-1.0), dict(intensity_jitter=1.0),
+       dict(spots_prob=1.5), dict(spots_max=0)]
 
 
 @pytest.mark.parametrize("change", BAD)

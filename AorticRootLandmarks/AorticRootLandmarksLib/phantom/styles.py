@@ -8,6 +8,9 @@ probability. :data:`DIMENSIONS` says what each dimension means and in which unit
 - ``"classic"``: what ``params.sample_params`` drew before styles existed (the default, so old datasets are
   reproducible). Its row is a *description* of that sampler (``params.py``), checked by the tests, not used to draw.
 - ``"train"``: the wide family the model should learn from (``style_params.py`` draws it).
+- ``"val-edge"``: for choosing settings on: the ``train`` ranges narrowed to their hardest edge (faint contrast, strong
+  noise, heavy calcium, the smallest and largest annuli). Every value lies inside ``train`` (a test checks it), so a
+  setting chosen here has seen nothing of the held-out styles.
 - ``"heldout-cardiac"``, ``"heldout-extreme"``: for reporting only; each lies outside the train ranges in at least one
   dimension (:func:`disjoint_dimensions`), so a score on them measures generalisation, not memory.
 
@@ -188,6 +191,13 @@ STYLES: dict[str, dict[str, Range]] = {
         "p_wires": 0.0,
     },
     "train": dict(_TRAIN),
+    "val-edge": {
+        **_TRAIN,
+        "lumen_hu": (180.0, 250.0),
+        "noise_hu": (40.0, 80.0),
+        "perimeter_mm": [(55.0, 60.0), (95.0, 100.0)],
+        "calcium_mean": (8.0, 12.0),
+    },
     "heldout-cardiac": _heldout_cardiac(),
     "heldout-extreme": {
         **_TRAIN,
@@ -199,6 +209,9 @@ STYLES: dict[str, dict[str, Range]] = {
 
 #: The styles ``train`` never samples from (reporting only).
 HELDOUT = ("heldout-cardiac", "heldout-extreme")
+
+#: Validation styles: subsets of ``train`` (cases of their own seeds are unseen, their values are not).
+VALIDATION = ("val-edge",)
 
 
 def check_style(style: str) -> str:

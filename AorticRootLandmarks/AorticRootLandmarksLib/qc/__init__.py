@@ -36,6 +36,7 @@ from .report import (
     PointQuality,
     QcSettings,
     QualityReport,
+    RefinerSignals,
     assess,
     point_quality,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "PointQuality",
     "QcSettings",
     "QualityReport",
+    "RefinerSignals",
     "assess",
     "boundary_score",
     "boundary_score_from_values",

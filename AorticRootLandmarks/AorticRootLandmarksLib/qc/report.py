@@ -158,6 +158,21 @@ class QcSettings:
 
 
 @dataclass(frozen=True)
+class RefinerSignals:
+    """What the second stage says about one point, for :func:`assess` (``refine.PointRefinement`` has these fields).
+
+    Attributes:
+        failure: why its refinement failed, one plain phrase ("" when it did not).
+        fold_rms_mm: disagreement of the refiner's fold models, mm (None: one fold, or no patch ran).
+        shift_mm: how far the second stage moved the point from its first-stage position, mm (None: not known).
+    """
+
+    failure: str = ""
+    fold_rms_mm: float | None = None
+    shift_mm: float | None = None
+
+
+@dataclass(frozen=True)
 class PointQuality:
     """Quality of one landmark.
 
@@ -334,10 +349,8 @@ def assess(
     located: bool = True,
     location_reason: str = "",
     settings: QcSettings | None = None,
-    refine_failures: Sequence[str] | None = None,
+    refined: Sequence[RefinerSignals] | None = None,
     notes: Sequence[str] = (),
-    refine_rms_mm: Sequence[float | None] | None = None,
-    refine_shift_mm: Sequence[float | None] | None = None,
 ) -> QualityReport:
     """Per-point confidence and the case verdict of one detection (formula and rules: module docstring).
 
@@ -351,13 +364,9 @@ def assess(
         located: whether the root was located (False: the case fails).
         location_reason: why it was not located, one plain sentence (shown in the reasons).
         settings: the constants (default: the module constants).
-        refine_failures: (K,) per point why the second stage failed on it, "" where it did not (refine.Refinement
-            .failures); None: no second stage ran.
+        refined: (K,) per point what the second stage says of it (:class:`RefinerSignals`, or the
+            ``refine.PointRefinement`` of each point, which has the same fields); None: no second stage ran.
         notes: further notes to report (e.g. refinement patches partly outside the image).
-        refine_rms_mm: (K,) per point the disagreement of the refiner's fold models, mm (refine.PointRefinement
-            .fold_rms_mm; None where there is none); None: no second stage ran.
-        refine_shift_mm: (K,) per point the distance the second stage moved it, mm (refine.PointRefinement.shift_mm);
-            None: no second stage ran.
 
     Returns:
         The QualityReport.
@@ -376,11 +385,9 @@ def assess(
     folds = None if fold_positions_lps is None else np.asarray(fold_positions_lps, dtype=np.float64)
     if folds is not None and (folds.ndim != 3 or folds.shape[1:] != (k, 3)):
         raise ValueError(f"assess: fold positions must be (F, {k}, 3), got {folds.shape}")
-    failures = [""] * k if refine_failures is None else [str(f) for f in refine_failures]
-    refine_rms = [None] * k if refine_rms_mm is None else list(refine_rms_mm)
-    shifts = [None] * k if refine_shift_mm is None else list(refine_shift_mm)
-    if len(failures) != k or len(refine_rms) != k or len(shifts) != k:
-        raise ValueError(f"assess: {k} names but {len(failures)}/{len(refine_rms)}/{len(shifts)} refinement results")
+    refined = [RefinerSignals()] * k if refined is None else list(refined)
+    if len(refined) != k:
+        raise ValueError(f"assess: {k} names but {len(refined)} refinement results")
     notes = list(notes)
     rms: npt.NDArray[np.float64] | None = None
     if folds is None or folds.shape[0] < 2:
@@ -404,10 +411,11 @@ def assess(
         failed_families = int(bool(image_failed)) + int(not located)
         failed_families += int(bool(geometry_failed) and name in HINGE_NAMES)
         rms_i = None if rms is None else float(rms[i])
-        refine_i = None if refine_rms[i] is None else float(refine_rms[i])
-        shift_i = None if shifts[i] is None else float(shifts[i])
+        ref = refined[i]
+        refine_i = None if ref.fold_rms_mm is None else float(ref.fold_rms_mm)
+        shift_i = None if ref.shift_mm is None else float(ref.shift_mm)
         points.append(point_quality(
-            name, rms_i, contrast[i], boundary[i], failed_families, settings, failures[i], refine_i, shift_i
+            name, rms_i, contrast[i], boundary[i], failed_families, settings, str(ref.failure), refine_i, shift_i
         ))  # fmt: skip
     # A point that is low only because the case failed adds nothing to the case's reasons.
     low_points = [f"{p.name} low confidence ({p.reason})" for p in points if p.verdict == "low" and p.reason != _FAILED]
