@@ -8,12 +8,16 @@ each first-stage point, by default 40^3 voxels of 0.5 mm (20 mm a side), and pre
       -> patch grid centred on p0 (patch_grid), CT resampled onto it (extract_patch, air outside the image)
       -> refiner folds, the patch's own landmark only (inference.predict_patch_maps)
       -> peak (inference.combine_folds) -> patch index -> world LPS mm
-      -> moved more than a quarter of the patch side? recentre there and refine once more
+      (optional, off by default: moved more than a quarter of the patch side? recentre there and refine once more)
 
 What can go wrong is reported per point, never raised: a first-stage point outside the image is not refined
 (``outside image``); a peak on the patch border means the landmark is not in the patch, and the first-stage point is
 kept (``peak on patch border``); a patch partly outside the image is refined (air fills the rest) and its share
 outside is reported. Quality control lowers the confidence of a point whose refinement failed (qc.report).
+
+Recentring is off by default: on 320 validation points (phantom styles val-edge, train and classic; 34 points
+where it changed anything) the first patch's peak was closer to the truth in 24, and recentring made the tail worse
+(pooled p95 8.51 -> 8.82 mm, 36 -> 39 points over 5 mm; docs/TRAINING_NOTES.md).
 
 Frames: a patch is a `grid.NetworkGrid` (isotropic, identity direction in LPS), so
 ``world_lps = patch.origin + patch.spacing * index`` with index (x, y, z); patch arrays are indexed [x, y, z].
@@ -35,7 +39,7 @@ from .typing import PointsLPS
 
 #: The refined position is used (one pass).
 REFINED = "refined"
-#: The first peak lay more than a quarter patch away; a second patch centred on it confirmed it.
+#: The first peak lay more than a quarter patch away; a second patch centred on it confirmed it (``recentre=True``).
 RECENTRED = "refined after recentring"
 #: The peak lies on the patch border: the landmark is not in the patch; the first-stage point is kept.
 BORDER = "peak on patch border"
@@ -227,7 +231,7 @@ def _refined_point(name: str, stage1_lps: np.ndarray, run: _Pass, row: int, pass
 
 
 def refine(
-    image: sitk.Image, names: Sequence[str], positions_lps: PointsLPS, refiner: Ensemble, recentre: bool = True
+    image: sitk.Image, names: Sequence[str], positions_lps: PointsLPS, refiner: Ensemble, recentre: bool = False
 ) -> Refinement:
     """Refine first-stage landmarks on full-resolution patches.
 

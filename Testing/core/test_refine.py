@@ -131,7 +131,7 @@ def test_refine_finds_the_blob_and_keeps_what_it_cannot_refine():
         BLOB,  # a landmark the refiner does not know
     ])
     names = ["RCC", "LCC", "NCC", "LCO", "RCO"]
-    result = refine(image, names, stage1, identity_refiner(("RCC", "LCC", "NCC", "LCO"), folds=2))
+    result = refine(image, names, stage1, identity_refiner(("RCC", "LCC", "NCC", "LCO"), folds=2), recentre=True)
     statuses = [p.status for p in result.points]
     assert statuses == [REFINED, RECENTRED, BORDER, OUTSIDE, NOT_REFINED]
     positions = result.positions_lps
@@ -147,8 +147,9 @@ def test_refine_finds_the_blob_and_keeps_what_it_cannot_refine():
 
 
 def test_without_recentring_a_far_peak_is_taken_from_the_first_patch():
+    """Recentring is off by default (a validation choice: refine.py's docstring)."""
     image = blob_image(BLOB)
-    result = refine(image, ["RCC"], (BLOB + [0.0, 4.0, -1.0])[None], identity_refiner(("RCC",)), recentre=False)
+    result = refine(image, ["RCC"], (BLOB + [0.0, 4.0, -1.0])[None], identity_refiner(("RCC",)))
     assert result.points[0].status == REFINED and result.points[0].passes == 1
     np.testing.assert_allclose(result.positions_lps[0], BLOB, atol=0.1)
 
