@@ -21,11 +21,10 @@ import torch
 from bench_generalisation import spearman
 
 from AorticRootLandmarksLib.detection import detect
+from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.inference import load_ensemble
 from AorticRootLandmarksLib.io import read_image, read_manifest
 from AorticRootLandmarksLib.refine import _run_patches, refine  # _run_patches: one pass, without refine()'s rules
-
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "AorticRootLandmarks" / "Resources" / "Models" / "phantom-glip"
 
 
 def case_rows(image, truth: np.ndarray, ensemble, names: list[str], shift: float, recentre: bool) -> list[dict]:
@@ -55,17 +54,21 @@ def case_rows(image, truth: np.ndarray, ensemble, names: list[str], shift: float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifests", type=Path, nargs="+")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the bundled model)")
     parser.add_argument("--shift", type=float, default=2.5, help="patch shift per axis, mm (default: %(default)s)")
     parser.add_argument("--recentre", action="store_true", help="the 'detect' column with recentring")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    ensemble = load_ensemble(args.model, "cpu")
-    rows, names = [], [n for n in ensemble.names if n in ensemble.refiner.names]
-    for manifest in args.manifests:
-        for case in read_manifest(manifest, names):
-            rows += case_rows(read_image(case.image), case.landmarks_lps, ensemble, names, args.shift, args.recentre)
+    try:  # a missing model or manifest column: one line, no traceback
+        ensemble = load_ensemble(args.model, "cpu")
+        rows, names = [], [n for n in ensemble.names if n in ensemble.refiner.names]
+        for manifest in args.manifests:
+            for case in read_manifest(manifest, names):
+                rows += case_rows(read_image(case.image), case.landmarks_lps, ensemble, names, args.shift,
+                                  args.recentre)  # fmt: skip
+    except InputError as error:
+        raise SystemExit(f"compare_refine_passes: {error}") from None
     print(f"{len(rows)} points; errors in mm")
     for key in ("stage1", "detect", "first_patch", "mean_of_7", "median_of_7"):
         e = np.array([r[key] for r in rows])

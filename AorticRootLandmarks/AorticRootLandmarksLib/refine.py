@@ -133,11 +133,6 @@ class Refinement:
         """(K, 3) final positions, world LPS mm."""
         return np.stack([p.position_lps for p in self.points]).astype(np.float64)
 
-    @property
-    def failures(self) -> list[str]:
-        """(K,) why each point's refinement failed ("" for none)."""
-        return [p.failure for p in self.points]
-
     def notes(self) -> list[str]:
         """Things quality control should mention but that lower no confidence (patches partly outside the image)."""
         return [

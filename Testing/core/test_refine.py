@@ -140,7 +140,8 @@ def test_refine_finds_the_blob_and_keeps_what_it_cannot_refine():
     assert [p.passes for p in result.points] == [1, 2, 1, 0, 0]
     assert result.points[0].shift_mm == pytest.approx(np.linalg.norm([1.1, -0.8, 1.4]), abs=0.1)
     assert result.points[0].fold_rms_mm == pytest.approx(0.0, abs=1e-6)  # two identical folds
-    assert result.failures[:2] == ["", ""] and "border" in result.failures[2] and "outside" in result.failures[3]
+    failures = [p.failure for p in result.points]
+    assert failures[:2] == ["", ""] and "border" in failures[2] and "outside" in failures[3]
     record = result.points[2].to_dict()
     assert record["status"] == BORDER and record["shift_mm"] == 0.0
     json.dumps([p.to_dict() for p in result.points] + [result.to_dict()])  # JSON-serialisable
