@@ -6,6 +6,7 @@ positive, the view vector from the patient to the detector (geometry.py's module
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ from AorticRootLandmarksLib.plan import (
     write_index,
     write_plan,
 )
+from AorticRootLandmarksLib.plan.figure import WARNING_LINE_IN, _lumen_text, _warning_lines
 from AorticRootLandmarksLib.plan.heights import NO_OSTIA_GIVEN, heights_record
 
 # ---------------------------------------------------------------- S-curve
@@ -273,6 +275,26 @@ def test_figure_and_index(tmp_path, phantom, full_plan):
     assert "&lt;odd &amp; name&gt;" in page and "<odd" not in page  # escaped
     assert DISCLAIMER in page and "not available" in page
     assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
+
+
+def test_figure_shows_the_lumens_warnings_below_the_annulus_panel(tmp_path, phantom, full_plan):
+    from matplotlib.image import imread
+
+    quiet = dataclasses.replace(full_plan, lumen=dataclasses.replace(full_plan.lumen, warnings=()))
+    said = (
+        "hinge point RCC lies 3.1 mm outside the traced contour: check the contour (streaks, calcium, leaflets, noise) "
+        "or the hinge point",
+        "irregular lumen boundary: edges scatter 2.4 mm about the smooth contour",
+    )
+    warned = dataclasses.replace(full_plan, lumen=dataclasses.replace(full_plan.lumen, warnings=said))
+    assert "check" not in _lumen_text(quiet)
+    lines = _warning_lines(warned)
+    assert len(lines) == 3 and lines[0].startswith("check: hinge point RCC") and lines[2].startswith("check: irregular")
+    assert " ".join(lines).replace("check: ", "") == " ".join(said)  # every word, nothing cut
+    assert _lumen_text(warned).endswith("\n".join(lines))
+    heights = [imread(str(save_plan_figure(p, phantom.image, tmp_path / f"{i}.png", dpi=50))).shape[0]
+               for i, p in enumerate((quiet, warned))]  # fmt: skip
+    assert heights[1] - heights[0] == pytest.approx(3 * WARNING_LINE_IN * 50, abs=1)  # a line more per line of text
 
 
 def _chromium():

@@ -4,7 +4,7 @@ Panels:
 
 - **annulus plane**, the CT resampled on the plane of the hinge points and shown like an axial slice (seen from the
   ventricle: the patient's right on the left, anterior up), with the hinge points, the traced lumen contour and its
-  minimum and maximum diameters;
+  minimum and maximum diameters, and below it the measurement's warnings (what to check), if any;
 - **two long-axis cuts** through the root, planes that contain the annulus normal (aorta up): through each coronary
   ostium with its height above the annulus plane, or, without ostia, through the RCC and NCC hinge points;
 - **the S-curve**, the C-arm angles that show the annulus plane edge-on, with the three-cusp and cusp-overlap views.
@@ -15,6 +15,7 @@ Slices are resampled in world LPS mm with :func:`annulus.reconstruct_plane`. mat
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +39,10 @@ WINDOW = (-150.0, 750.0)
 #: Landmark colours (on a grey CT).
 COLORS = {"RCC": "#ff4040", "LCC": "#40e040", "NCC": "#ffd940", "LCO": "#ff40ff", "RCO": "#40c0ff"}
 LUMEN_COLOR = "#00e5e5"
+#: Characters per line of a lumen warning under the annulus panel, and the height of one line (inches).
+WARNING_WIDTH, WARNING_LINE_IN = 84, 0.17
+#: The figure's size without lumen warnings (inches) and its grid's bottom, top and row gap (fractions).
+FIGURE_IN, BOTTOM, TOP, HSPACE = (13.0, 12.4), 0.07, 0.91, 0.3
 MAX_COLOR = "#ff9f1c"
 MIN_COLOR = "#7fb2ff"
 VIEW_STYLE = {"three_cusp": ("o", "#1f77b4"), "cusp_overlap": ("s", "#d62728")}
@@ -157,12 +162,18 @@ def _lumen_text(plan: Plan) -> str:
     secondary = f"circle through the 3 hinges (secondary estimate): diameter {circle_mm:.1f} mm"
     if not lumen.ok:
         return f"lumen not measured: {lumen.reason}\n{secondary}"
+    checks = "".join("\n" + line for line in _warning_lines(plan))
     return (
         f"lumen: perimeter {lumen.perimeter_mm:.1f} mm (diameter {lumen.perimeter_diameter_mm:.1f} mm), "
         f"area {lumen.area_mm2:.0f} mm² (diameter {lumen.area_diameter_mm:.1f} mm)\n"
         f"min / max diameter {lumen.min_diameter_mm:.1f} / {lumen.max_diameter_mm:.1f} mm, "
-        f"eccentricity {lumen.eccentricity:.2f}\n{secondary}"
+        f"eccentricity {lumen.eccentricity:.2f}\n{secondary}{checks}"
     )
+
+
+def _warning_lines(plan: Plan) -> list[str]:
+    """The lumen measurement's warnings as lines of text, wrapped, each starting with "check:"."""
+    return [line for w in plan.lumen.warnings for line in textwrap.wrap(f"check: {w}", WARNING_WIDTH)]
 
 
 def _long_axis_panel(ax, plan: Plan, image: sitk.Image, cut: _Cut, first: bool) -> None:
@@ -261,7 +272,7 @@ def save_plan_figure(plan: Plan, image: sitk.Image, path: PathLike, dpi: int = 1
         plan: from :func:`record.make_plan`.
         image: the CT the plan was made on (HU, LPS geometry).
         path: output PNG file (its folder must exist).
-        dpi: resolution (the figure is 13 x 12.4 inches).
+        dpi: resolution (the figure is 13 x 12.4 inches, taller by a line per lumen warning).
 
     Returns:
         ``path`` as a Path.
@@ -279,9 +290,16 @@ def save_plan_figure(plan: Plan, image: sitk.Image, path: PathLike, dpi: int = 1
         raise InputError("the plan figure needs matplotlib, which is not installed (pip install matplotlib); "
                          "plan.json does not") from None  # fmt: skip
 
-    fig = Figure(figsize=(13.0, 12.4), dpi=dpi, facecolor="white")
+    # The lumen's warnings under the annulus panel widen the gap between the rows: the figure grows by their lines
+    # and the panels and margins keep their sizes in inches.
+    extra = WARNING_LINE_IN * len(_warning_lines(plan))
+    height = FIGURE_IN[1] + extra
+    panel = FIGURE_IN[1] * (TOP - BOTTOM) / (2 + HSPACE)
+    fig = Figure(figsize=(FIGURE_IN[0], height), dpi=dpi, facecolor="white")
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(2, 2, left=0.05, right=0.975, bottom=0.07, top=0.91, wspace=0.14, hspace=0.3)
+    grid = fig.add_gridspec(2, 2, left=0.05, right=0.975, bottom=FIGURE_IN[1] * BOTTOM / height,
+                            top=1 - FIGURE_IN[1] * (1 - TOP) / height, wspace=0.14,
+                            hspace=(HSPACE * panel + extra) / panel)  # fmt: skip
     _annulus_panel(fig.add_subplot(grid[0, 0]), plan, image)
     _s_curve_panel(fig.add_subplot(grid[0, 1]), plan)
     for col, cut in enumerate(_cuts(plan)):
