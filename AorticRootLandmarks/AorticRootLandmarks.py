@@ -437,6 +437,8 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
                 labels=", ".join(result.lowConfidence))
         if result.lumen is not None and not result.lumen.ok:
             status += " " + _("Lumen not measured: {reason}.").format(reason=result.lumen.reason)
+        elif result.lumen is not None and result.lumen.warnings:
+            status += " " + _("Check the lumen: {warnings}.").format(warnings="; ".join(result.lumen.warnings))
         return status.strip()
 
 
