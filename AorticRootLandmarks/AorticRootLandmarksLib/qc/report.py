@@ -24,10 +24,9 @@ point. A detection without a second stage has the first five terms.
 The constants are per model: a model folder may carry its own in ``model.json["quality_control"]`` (the second stage's
 ``refine/model.json`` for two-stage detections), chosen on validation CTs by ``benchmarks/calibrate_qc.py``; the
 module constants below are the defaults where it does not. The bundled model's were chosen on validation phantoms
-no model was trained on (24 ``train`` style, seed 8100, and 16 classic, seed 8200, all five landmarks; 16 classic,
-seed 3000, hinge points; 248 points, 16 of them > 5 mm off), never on a test split or a held-out style: fold half
-8 mm, refiner half 1.5 mm (exponent 2), stages half 12 mm, contrast half 10, boundary floor 0.6; there they catch
-94 % of the points > 5 mm and flag 17 % of the others (``quality_control_calibration`` in ``refine/model.json``).
+no model was trained on, never on a test split or a held-out style: they, the data they were chosen on and what they
+catch there are in its ``refine/model.json`` (``quality_control``, ``quality_control_calibration``), explained in
+its model card (Resources/Models/phantom-glip/README.md).
 
 How the default constants were chosen (first guesses for a model without its own; pass a
 :class:`QcSettings` to :func:`assess` to change them). "Measured" below means: the bundled 4-fold GLiP model on
