@@ -172,7 +172,10 @@ def _lumen_text(plan: Plan) -> str:
 
 
 def _warning_lines(plan: Plan) -> list[str]:
-    """The lumen measurement's warnings as lines of text, wrapped, each starting with "check:"."""
+    """The lumen measurement's warnings as lines of text, wrapped, each starting with "check:" (none when the lumen
+    was not measured: the reason stands there instead)."""
+    if not plan.lumen.ok:
+        return []
     return [line for w in plan.lumen.warnings for line in textwrap.wrap(f"check: {w}", WARNING_WIDTH)]
 
 
