@@ -121,6 +121,11 @@ class TrainConfig:
     epochs: int = _option(50, "training epochs per fold")
     batch_size: int = _option(2, "minibatch size")
     lr: float = _option(1e-3, "Adam learning rate")
+    lr_drop_epoch: int | None = _option(
+        None, "epoch (counted from 0) from which Adam's rate is lr * lr_drop_factor, a calmer final phase (a step "
+        "decay); empty = the rate stays lr"
+    )
+    lr_drop_factor: float = _option(0.1, "factor on the learning rate from lr_drop_epoch on, in (0, 1]")
     seed: int = _option(0, "random seed (splits, initialisation, augmentation)")
     steps_per_epoch: int | None = _option(None, "batches per epoch; empty = one pass over the training cases")
     folds: int = _option(4, "k of k-fold cross-validation; 1 = one train/validation split")
@@ -194,6 +199,11 @@ class TrainConfig:
             base = {**REFINE_DEFAULTS, **(stage1_settings(given["from_run"]) if given.get("from_run") else {})}
         return cls(**{**base, **given, "stage": stage})
 
+    def learning_rate(self, epoch: int) -> float:
+        """Adam's learning rate in `epoch` (counted from 0): lr, times lr_drop_factor from lr_drop_epoch on."""
+        dropped = self.lr_drop_epoch is not None and epoch >= self.lr_drop_epoch
+        return self.lr * self.lr_drop_factor if dropped else self.lr
+
     @property
     def grid_spec(self) -> GridSpec:
         return GridSpec(float(self.spacing), tuple(int(s) for s in self.size), tuple(float(w) for w in self.window))
@@ -212,7 +222,7 @@ class TrainConfig:
 
     def _problems(self) -> list[tuple[bool, str]]:
         """(is wrong, what to say) for every rule a run's values must keep."""
-        at_least_one = ("steps_per_epoch", "threads", "restore_channels")
+        at_least_one = ("steps_per_epoch", "threads", "restore_channels", "lr_drop_epoch")
         return [
             (self.folds < 1, f"folds = {self.folds}: must be at least 1"),
             (len(self.size) != 3 or min(self.size) < 8, f"size = {self.size}: three values of at least 8 voxels"),
@@ -226,6 +236,7 @@ class TrainConfig:
             *[(getattr(self, k) is not None and getattr(self, k) < 1, f"{k} = {getattr(self, k)}: must be at least 1")
               for k in at_least_one],
             (self.seed < 0 or (self.penalty or 0) < 0, "seed and penalty must not be negative"),
+            (not 0 < self.lr_drop_factor <= 1, f"lr_drop_factor = {self.lr_drop_factor}: must be in (0, 1]"),
             (self.features is not None and (not self.features or min(self.features) < 1),
              f"features = {self.features}: channel counts must be at least 1"),
             (not self.landmarks or len(set(self.landmarks)) != len(self.landmarks),

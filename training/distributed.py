@@ -210,7 +210,7 @@ def _train_rank(config: TrainConfig, train, val, folder: Path, device, fold: int
         for epoch in progress_bar(range(first, config.epochs), rank == 0, **bar):
             start = time.perf_counter()
             _seed_epoch(config.seed, fold, epoch, generator, dataset)
-            losses = _train_epoch(model, optimizer, shards, shards.whole_minibatch(loss_fn), config, device)
+            losses = _train_epoch(model, optimizer, shards, shards.whole_minibatch(loss_fn), config, device, epoch)
             losses = [loss / world for loss in losses]  # each process computed the minibatch's loss times world
             if rank == 0:
                 state = _close_epoch(network, optimizer, val, config, folder, device, handle, epoch, losses, state,

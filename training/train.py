@@ -28,9 +28,11 @@ Checkpoints, and resuming an interrupted run (``train(config, resume=True)``, ``
 - The run's config.yaml is the truth: a resume that changes a setting of the training itself is refused; only where
   and how fast it runs (:data:`HARMLESS`) may change. The resumed run continues in its folder, in place.
 - One exception: ``--resume --epochs N`` with N above the saved number extends a run, finished or not, to N epochs
-  (nnU-Net's "continue training"). The learning rate is constant and every epoch is seeded from (seed, fold, epoch),
-  so the extended run ends with the weights of a run started with N epochs; config.yaml is rewritten with N, and the
-  model and the test evaluation are exported again. Fewer epochs than saved are refused.
+  (nnU-Net's "continue training"). Every epoch's learning rate depends on the epoch alone (``lr``, times
+  ``lr_drop_factor`` from ``lr_drop_epoch`` on) and every epoch is seeded from (seed, fold, epoch), so the extended
+  run ends with the weights of a run started with N epochs; config.yaml is rewritten with N, and the model and the
+  test evaluation are exported again. The extension may add a learning-rate drop (``--lr-drop-epoch E``) with E at or
+  after the saved number of epochs, as no epoch already run changes its rate. Fewer epochs than saved are refused.
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ CHECKPOINT_FORMAT = 1
 DONE = "done.json"
 #: Settings a resumed run may change: where and how fast it runs, not what it computes.
 HARMLESS = ("out", "device", "devices", "threads", "cache_dir")
+#: The learning-rate schedule's settings: an extension (``--resume --epochs N``) may set them if every epoch of the
+#: saved run keeps its rate, i.e. the drop comes after the saved run's last epoch.
+LR_SCHEDULE = ("lr_drop_epoch", "lr_drop_factor")
 
 
 def fold_finished(folder: Path, epochs: int) -> bool:
@@ -172,8 +177,10 @@ def _open_log(path: Path, start: int):
     return path.open("a", newline="", encoding="utf-8")
 
 
-def _train_epoch(network, optimizer, loader, loss_fn, config: TrainConfig, device) -> list[float]:
-    """One epoch of optimizer steps (at most ``steps_per_epoch``); returns the losses."""
+def _train_epoch(network, optimizer, loader, loss_fn, config: TrainConfig, device, epoch: int) -> list[float]:
+    """Epoch `epoch`'s optimizer steps (at most ``steps_per_epoch``), at its learning rate; returns the losses."""
+    for group in optimizer.param_groups:  # set every epoch: a resumed Adam state carries the rate it was saved with
+        group["lr"] = config.learning_rate(epoch)
     size = tuple(int(s) for s in config.size)
     network.train()
     losses = []
@@ -268,7 +275,7 @@ def train_fold(
             for epoch in epochs:
                 start = time.perf_counter()
                 _seed_epoch(config.seed, fold, epoch, generator, dataset)
-                losses = _train_epoch(network, optimizer, loader, loss_fn, config, device)
+                losses = _train_epoch(network, optimizer, loader, loss_fn, config, device, epoch)
                 errors = validation_errors(network, val, config, device)
                 _log_epoch(handle, epoch, losses, errors, time.perf_counter() - start)
                 median = float(np.median(errors))
@@ -320,25 +327,32 @@ def _resumed_config(config: TrainConfig, force: bool) -> TrainConfig:
         raise InputError(f"{config.out}: --resume continues a run in place and --force replaces it; give one of them")
     saved = resume_config(config.out)
     extend = config.epochs > saved.epochs  # more epochs: continue the run (see the module docstring)
+    # an extension may also add a learning-rate drop, if no epoch of the saved run changes its rate
+    same_rates = all(saved.learning_rate(e) == config.learning_rate(e) for e in range(saved.epochs))
+    extended = {"epochs", *(LR_SCHEDULE if same_rates else ())} if extend else set()
     differing = conflicting_keys(dataclasses.asdict(saved), dataclasses.asdict(config))
-    differing = [key for key in differing if not (key == "epochs" and extend)]
+    differing = [key for key in differing if key not in extended]
     if differing:
         fewer = " (a run can be extended to more epochs, not cut to fewer)" if "epochs" in differing else ""
+        later = (" (an extension may drop the learning rate only from an epoch after the saved run's last)"
+                 if extend and set(differing) & set(LR_SCHEDULE) else "")  # fmt: skip
         raise InputError(
-            f"{Path(config.out) / 'config.yaml'}: the run was started with other {', '.join(differing)}{fewer}; "
-            "resume with its settings (the saved config is used) or start a new run"
+            f"{Path(config.out) / 'config.yaml'}: the run was started with other {', '.join(differing)}{fewer}"
+            f"{later}; resume with its settings (the saved config is used) or start a new run"
         )
-    return dataclasses.replace(saved, **{key: getattr(config, key) for key in HARMLESS}, epochs=config.epochs)
+    kept = {key: getattr(config, key) for key in (*HARMLESS, *sorted(extended))}
+    return dataclasses.replace(saved, **kept)
 
 
-def _record_extension(run: Path, epochs: int) -> None:
-    """Rewrite the run's config.yaml with `epochs` when a resume extends it; called once nothing can refuse the
-    resume any more, so a refused one leaves the run folder as it was."""
+def _record_extension(run: Path, config: TrainConfig) -> None:
+    """Rewrite the run's config.yaml with the epochs (and learning-rate drop) of `config` when a resume extends it;
+    called once nothing can refuse the resume any more, so a refused one leaves the run folder as it was."""
     saved = resume_config(run)
-    if epochs > saved.epochs:
+    if config.epochs > saved.epochs:
+        schedule = {key: getattr(config, key) for key in LR_SCHEDULE}
         with replacing_file(run / "config.yaml") as tmp:
-            dataclasses.replace(saved, epochs=epochs).to_yaml(tmp)
-        print(f"{run}: extending the run from {saved.epochs} to {epochs} epochs", file=sys.stderr)
+            dataclasses.replace(saved, epochs=config.epochs, **schedule).to_yaml(tmp)
+        print(f"{run}: extending the run from {saved.epochs} to {config.epochs} epochs", file=sys.stderr)
 
 
 def run_finished(run: str | Path, config: TrainConfig) -> bool:
@@ -409,7 +423,7 @@ def train(
     if resume:
         run = Path(config.out)
         _check_split(run / "split.json", named)
-        _record_extension(run, config.epochs)
+        _record_extension(run, config)
         _run_protocol(run, config, cases, samples, split, device, command, True, evaluate_test, on_epoch)
         return run
     with replacing_dir(config.out, force, inputs) as run:

@@ -54,3 +54,13 @@ def test_network_choices_match_the_network():
 
     assert set(config.ARCHITECTURES) == set(network.ARCHITECTURES)
     assert config.NORMS == network.NORMS
+
+
+def test_learning_rate_drops_from_the_given_epoch_on():
+    assert [TrainConfig(lr=0.01).learning_rate(e) for e in (0, 5, 99)] == [0.01, 0.01, 0.01]
+    dropped = TrainConfig(lr=0.01, lr_drop_epoch=3, lr_drop_factor=0.5)
+    assert [dropped.learning_rate(e) for e in range(5)] == [0.01, 0.01, 0.01, 0.005, 0.005]
+    for bad, key in (({"lr_drop_factor": 0.0}, "lr_drop_factor"), ({"lr_drop_factor": 1.5}, "lr_drop_factor"),
+                     ({"lr_drop_epoch": 0}, "lr_drop_epoch")):
+        with pytest.raises(InputError, match=key):
+            TrainConfig(**bad).validate()

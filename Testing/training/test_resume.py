@@ -186,6 +186,30 @@ def test_resume_with_more_epochs_extends_a_finished_run_into_the_longer_one(runs
     assert exported["training"]["epochs"] == 3
 
 
+def test_an_extension_may_add_a_learning_rate_drop_after_the_saved_epochs(runs, capsys):
+    """A 2-epoch run extended with --epochs 3 --lr-drop-epoch 2 ends as the run started with both; the drop changed
+    the weights (the rate is set each epoch, not left as Adam's saved state); a drop inside the saved epochs is
+    refused."""
+    root, _ = runs
+    drop = ["--lr-drop-epoch", "2", "--lr-drop-factor", "0.1"]
+    _finish(_cli(_command(root, "dropped", *drop)))
+    short = _command(root, "short-drop")
+    short[short.index("--epochs") + 1] = "2"
+    _finish(_cli(short))
+    _finish(_cli(_command(root, "short-drop", "--resume", *drop)))
+    for name in ["model/fold0.pt", "fold1/last.pt"]:
+        reference, extended = _weights(root / "dropped" / name), _weights(root / "short-drop" / name)
+        for key, value in reference.items():
+            torch.testing.assert_close(extended[key], value, rtol=0, atol=1e-6, msg=f"{name} {key}")
+    constant = _weights(root / "ref" / "fold1" / "last.pt")  # the same 3 epochs without the drop
+    assert any(not torch.equal(constant[k], v) for k, v in _weights(root / "dropped" / "fold1" / "last.pt").items())
+    assert "lr_drop_epoch: 2" in (root / "short-drop" / "config.yaml").read_text(encoding="utf-8")
+    before = _snapshot(root / "ref")
+    line = _refused(_command(root, "ref", "--resume", "--epochs", "5", "--lr-drop-epoch", "2"), capsys)
+    assert "lr_drop_epoch" in line and "after the saved run's last" in line
+    assert _snapshot(root / "ref") == before
+
+
 def test_resume_refuses_a_folder_that_is_not_a_run(runs, tmp_path, capsys):
     root, _ = runs
     (tmp_path / "mine").mkdir()
