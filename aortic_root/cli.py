@@ -165,7 +165,8 @@ def _base_config(args, **fields):
 
 
 def cmd_train(args) -> None:
-    from training.train import resume_config, train
+    from training.checkpoints import resume_config
+    from training.train import train
 
     fields = {**config_overrides(args), "manifest": str(args.manifest), "out": str(args.out)}
     if args.resume and not args.config:  # the run's config.yaml, with the flags given on top (train checks them)

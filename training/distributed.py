@@ -39,22 +39,24 @@ from AorticRootLandmarksLib.errors import InputError
 from AorticRootLandmarksLib.inference import resolve_device
 from AorticRootLandmarksLib.progress import progress_bar
 
+from .checkpoints import (
+    DONE,
+    fold_finished,
+    load_checkpoint,
+    log_epoch,
+    open_log,
+    save_atomic,
+    save_checkpoint,
+    write_json,
+)
 from .config import TrainConfig
 from .losses import make_loss
 from .train import (  # the single-process steps, shared so that both ways train alike
-    DONE,
     _finished_fold,
-    _load_checkpoint,
-    _log_epoch,
-    _open_log,
-    _save,
-    _save_checkpoint,
     _seed_epoch,
     _shuffled_loader,
     _train_epoch,
-    _write_json,
     build_network,
-    fold_finished,
     stream_seed,
     validation_errors,
 )
@@ -198,14 +200,14 @@ def _train_rank(config: TrainConfig, train, val, folder: Path, device, fold: int
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
     state = {"epoch": -1, "steps": 0, "best_median": float("inf")}
     if resume and (folder / "last.pt").is_file():  # every rank loads it: the same weights and Adam state
-        state = _load_checkpoint(folder / "last.pt", network, optimizer, device)
+        state = load_checkpoint(folder / "last.pt", network, optimizer, device)
     model = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = make_loss(config.loss, config.penalty, config.penalty_target, config.ot_reduction)
     dataset, generator, loader = _shuffled_loader(config, train, fold)
     shards = ShardedBatches(loader, rank, world)
     first = state["epoch"] + 1
     bar = {"desc": f"fold {fold} ({world} processes)", "unit": "epoch", "initial": first, "total": config.epochs}
-    log = _open_log(folder / "log.csv", first) if rank == 0 else contextlib.nullcontext()
+    log = open_log(folder / "log.csv", first) if rank == 0 else contextlib.nullcontext()
     with log as handle:
         for epoch in progress_bar(range(first, config.epochs), rank == 0, **bar):
             start = time.perf_counter()
@@ -217,17 +219,17 @@ def _train_rank(config: TrainConfig, train, val, folder: Path, device, fold: int
                                      start)  # fmt: skip
                 queue.put((fold, epoch, state["median"]))
     if rank == 0:
-        _write_json({"best_median_mm": state["best_median"], "epochs": config.epochs}, folder / DONE)
+        write_json({"best_median_mm": state["best_median"], "epochs": config.epochs}, folder / DONE)
     dist.barrier()
 
 
 def _close_epoch(network, optimizer, val, config, folder: Path, device, handle, epoch, losses, state, start) -> dict:
     """Rank 0 after an epoch: validate, log, keep best.pt, write last.pt (in train_fold's order); the new state."""
     errors = validation_errors(network, val, config, device)
-    _log_epoch(handle, epoch, losses, errors, time.perf_counter() - start)
+    log_epoch(handle, epoch, losses, errors, time.perf_counter() - start)
     median = float(np.median(errors))
     if median < state["best_median"]:
-        _save(network.state_dict(), folder / "best.pt")
+        save_atomic(network.state_dict(), folder / "best.pt")
     state = {"epoch": epoch, "steps": state["steps"] + len(losses), "best_median": min(median, state["best_median"])}
-    _save_checkpoint(folder, network, optimizer, state)
+    save_checkpoint(folder, network, optimizer, state)
     return {**state, "median": median}

@@ -44,11 +44,12 @@ from AorticRootLandmarksLib.inference import load_ensemble
 from AorticRootLandmarksLib.io import read_manifest
 from AorticRootLandmarksLib.outputs import atomic_output_dir, check_output_dir, is_tool_output, replacing_dir
 
+from .checkpoints import DONE, conflicting_keys
 from .config import TrainConfig
 from .losses import make_loss
 from .sweep_results import write_results
 from .sweep_spec import SPLIT_KEYS, Execution, check_grid
-from .train import DONE, conflicting_keys, train, training_targets
+from .train import train, training_targets
 
 #: The sweep's grid and shared settings, written into the sweep folder when it starts.
 SWEEP_FILE = "sweep.yaml"

@@ -18,7 +18,7 @@ import torch
 
 from aortic_root.cli import main
 from AorticRootLandmarksLib.phantom import write_dataset
-from training.train import LOG_COLUMNS, _open_log
+from training.checkpoints import LOG_COLUMNS, open_log
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 2  # --steps-per-epoch
@@ -233,6 +233,6 @@ def test_log_keeps_only_epochs_before_the_checkpoint(tmp_path):
     header = ",".join(LOG_COLUMNS)
     rows = [f"{e},1,2,3,4,5" for e in range(3)]
     log.write_text("\n".join([header, *rows, "3,1,2"]) + "\n", encoding="utf-8")  # epoch 3's row cut by a kill
-    with _open_log(log, 2) as handle:  # last checkpoint: epoch 1
+    with open_log(log, 2) as handle:  # last checkpoint: epoch 1
         handle.write("2,9,9,9,9,9\r\n")
     assert log.read_text(encoding="utf-8").splitlines() == [header, *rows[:2], "2,9,9,9,9,9"]

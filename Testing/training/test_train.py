@@ -12,6 +12,7 @@ from helpers import tiny_cases
 
 from AorticRootLandmarksLib.grid import GridSpec
 from AorticRootLandmarksLib.network import build_network
+from training.checkpoints import LOG_COLUMNS
 from training.config import TrainConfig
 from training.data import load_sample
 
@@ -33,7 +34,7 @@ def config(**changes):
 def test_train_fold_writes_log_and_checkpoints(samples, tmp_path):
     network, best = train_module.train_fold(config(), samples[:2], samples[2:], tmp_path / "fold0", "cpu")
     rows = (tmp_path / "fold0" / "log.csv").read_text(encoding="utf-8").splitlines()
-    assert rows[0].split(",") == list(train_module.LOG_COLUMNS) and len(rows) == 3
+    assert rows[0].split(",") == list(LOG_COLUMNS) and len(rows) == 3
     assert np.isfinite(best) and best >= 0
     state = torch.load(tmp_path / "fold0" / "best.pt", weights_only=True)
     assert all(torch.equal(state[k], v) for k, v in network.state_dict().items())  # best weights are loaded
