@@ -280,3 +280,30 @@ def test_measure_rejects_bad_arguments():
         annulus.measure_annulus(image, [[0, 0, 0], [1, 1, 1]])
     m = annulus.measure_annulus(sitk.Image([8, 8], sitk.sitkFloat32), [[0, 0, 0], [10, 0, 0], [0, 10, 0]])
     assert not m.ok and "3D" in m.reason
+
+
+def test_fit_ellipse_recovers_a_rotated_off_centre_ellipse_and_refuses_a_line():
+    t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    angle, centre = 0.4, np.array([3.0, -2.0])
+    axes = np.stack([12.0 * np.cos(t), 8.0 * np.sin(t)], axis=1)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    points = centre + axes @ rot.T
+    conic = annulus.fit_ellipse(points)
+    a, b, c, d, e, f = conic / np.linalg.norm(conic)
+    x, y = points.T
+    assert np.abs(a * x * x + b * x * y + c * y * y + d * x + e * y + f).max() < 1e-9  # every point on the conic
+    assert 4 * a * c - b * b > 0  # an ellipse
+    centre_fit = np.linalg.solve([[2 * a, b], [b, 2 * c]], [-d, -e])
+    np.testing.assert_allclose(centre_fit, centre, atol=1e-9)
+    assert annulus.fit_ellipse(np.stack([t, 2 * t], axis=1)) is None  # collinear points fix no ellipse
+
+
+def test_ring_fit_keeps_an_ellipse_elliptic_and_bridges_a_gap():
+    """The radius of an ellipse about its centre, seen on rays with a 70 deg gap: the fit follows the ellipse in the
+    gap too (the smoothness penalty acts on the deviations from the fitted ellipse, not on the ellipse)."""
+    angles = np.linspace(0, 2 * np.pi, 360, endpoint=False)
+    radius = 1.0 / np.sqrt((np.cos(angles) / 13.0) ** 2 + (np.sin(angles) / 10.0) ** 2)
+    use = ~((angles > np.radians(80)) & (angles < np.radians(150)))
+    fit = annulus.ring_fit(angles, np.where(use, radius, 0.0), use, 8, 3e-2)
+    assert np.abs(fit - radius).max() < 0.05
+    assert fit.max() - fit.min() == pytest.approx(3.0, abs=0.05)  # not made rounder

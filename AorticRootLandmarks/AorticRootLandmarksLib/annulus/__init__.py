@@ -31,33 +31,37 @@ Frames (see docs/ARCHITECTURE.md): **world LPS mm** for every 3D point; **plane 
 from the plane image's centre along its unit axes ``u_lps`` and ``v_lps``; **pixel (col, row)**, continuous index
 into :attr:`PlaneImage.pixels`, whose rows run along ``v`` and columns along ``u``.
 
-The package: plane.py (step 1), lumen.py (step 2 and the measurement with its thresholds), contour.py (step 3).
+The package: plane.py (step 1), trace.py (step 2, with the thresholds that refuse a lumen) and ring.py (its smooth
+ring), contour.py (step 3), lumen.py (the measurement: steps 1-3 on a CT, and its warnings).
 Numpy and SimpleITK only: it runs inside 3D Slicer's Python.
 """
 
 from .contour import caliper_diameters, contour_measurements, polygon_area, polygon_centroid, polygon_perimeter
 from .lumen import (
-    MAX_GAP_DEG,
-    MAX_SCATTER_MM,
-    MIN_CONTRAST_HU,
-    MIN_INLIER_FRACTION,
-    MIN_LUMEN_HU,
     WARN_GAP_DEG,
     WARN_HINGE_OFFSET_MM,
     WARN_INLIER_FRACTION,
     WARN_SCATTER_MM,
     LumenMeasurement,
-    LumenNotFound,
-    TraceOptions,
     measure_annulus,
-    trace_lumen,
 )
 from .plane import PlaneImage, annulus_plane_image, reconstruct_plane, sample_bilinear
+from .ring import fit_ellipse, ring_fit
+from .trace import (
+    MAX_GAP_DEG,
+    MAX_SCATTER_MM,
+    MIN_CONTRAST_HU,
+    MIN_INLIER_FRACTION,
+    MIN_LUMEN_HU,
+    LumenNotFound,
+    TraceOptions,
+    trace_lumen,
+)
 
 __all__ = [
     "MAX_GAP_DEG", "MAX_SCATTER_MM", "MIN_CONTRAST_HU", "MIN_INLIER_FRACTION", "MIN_LUMEN_HU", "WARN_GAP_DEG",
     "WARN_HINGE_OFFSET_MM", "WARN_INLIER_FRACTION", "WARN_SCATTER_MM", "LumenMeasurement", "LumenNotFound",
     "PlaneImage", "TraceOptions", "annulus_plane_image", "caliper_diameters", "contour_measurements",
-    "measure_annulus", "polygon_area", "polygon_centroid", "polygon_perimeter", "reconstruct_plane",
-    "sample_bilinear", "trace_lumen",
+    "fit_ellipse", "measure_annulus", "polygon_area", "polygon_centroid", "polygon_perimeter", "reconstruct_plane",
+    "ring_fit", "sample_bilinear", "trace_lumen",
 ]  # fmt: skip
