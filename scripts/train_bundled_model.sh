@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the bundled model (AorticRootLandmarks/Resources/Models/phantom-glip) on a 2-core CPU: the localizer
-# (~4 min of phantoms + ~12 min of training), the stage-1 landmark model (~6 min more phantoms + ~196 min of
+# (~4 min of phantoms + ~12 min of training), the stage-1 landmark model (~6 min more phantoms + ~260 min of
 # training), the second stage (~3 min of out-of-fold predictions + ~13 min of training) and the quality-control
 # calibration (~12 min). Times measured 2026-11-29, partly on a machine shared with other work.
 # Usage: scripts/train_bundled_model.sh [WORK_DIR]   (default /tmp/aortic-root-bundled)
@@ -16,20 +16,21 @@ $A train "$WORK/phantom-s100/manifest.csv" --out "$WORK/localizer" --stage local
 # 2. Stage 1, the landmark model: 120 'train'-style phantoms (seeds 100 and 300) with the hinge points and the coronary
 #    ostia; the paper's GLiP settings (sigma 1 mm, lambda 10, c = 1/sqrt(3), Adam 1e-3) on the default grid (1.6 mm,
 #    128x128x80) centred on the root, one small U-Net per landmark (8->64 channels), the default strong augmentation,
-#    2 folds x 45 epochs x 100 steps of batch 1 (the CPU budget), 15 % held out for test. (The bundled model was
-#    trained to 12 epochs first and then extended with `--resume --epochs 30` and `--resume --epochs 45`: the same
-#    weights as this command.)
+#    2 folds x 60 epochs x 100 steps of batch 1 (the CPU budget), the learning rate x0.1 for the last 10 epochs,
+#    15 % held out for test. (The bundled model was trained to 12 epochs first and then extended with `--resume
+#    --epochs 30`, `--epochs 45`, `--epochs 50` and `--epochs 60 --lr-drop-epoch 50`: the same weights as this
+#    command.)
 $A phantom --out "$WORK/phantom-s300" --n 60 --seed 300 --style train --force
 .venv/bin/python scripts/merge_phantom_datasets.py "$WORK/stage1-data" "$WORK/phantom-s100" "$WORK/phantom-s300"
 $A train "$WORK/stage1-data/manifest.csv" --out "$WORK/stage1" --landmarks RCC,LCC,NCC,LCO,RCO --folds 2 \
-  --epochs 45 --steps-per-epoch 100 --batch-size 1 --features 8 16 32 64 --test-fraction 0.15 --seed 0 --threads 2 \
-  --name phantom-glip --localizer "$WORK/localizer" --force
+  --epochs 60 --lr-drop-epoch 50 --steps-per-epoch 100 --batch-size 1 --features 8 16 32 64 --test-fraction 0.15 \
+  --seed 0 --threads 2 --name phantom-glip --localizer "$WORK/localizer" --force
 # 3. Stage 2: one refiner per landmark on 40^3 patches at 0.5 mm around the stage-1 out-of-fold points (the
 #    --stage refine defaults: batch 4, patch shift up to 4 mm per axis; 40 epochs); same split as stage 1. Stronger
 #    intensity changes than the defaults (noise up to 80 HU, blood contrast x0.35-1.8, offset +-80 HU) and dense
 #    spots (calcium nodules) in half of the patches: chosen over the default refiner on 320 validation points
 #    (val-edge, val-train, val-classic below; docs/TRAINING_NOTES.md); retrained on the out-of-fold points of the
-#    45-epoch stage 1 and kept over the one trained on the 30-epoch points on the same validation points.
+#    60-epoch stage 1 (docs/TRAINING_NOTES.md).
 $A train "$WORK/stage1-data/manifest.csv" --stage 2 --from "$WORK/stage1" --out "$WORK/stage2" --epochs 40 \
   --noise-hu 80 --noise-prob 0.7 --contrast-range 0.35 1.8 --offset-hu 80 --spots-prob 0.5 --spots-max 8 \
   --threads 2 --force
