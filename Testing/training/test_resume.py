@@ -90,6 +90,14 @@ def _weights(path: Path) -> dict:
     return state["model"] if "format" in state else state  # last.pt is a checkpoint, the others state dicts
 
 
+def _assert_same_weights(reference_run: Path, run: Path, names: list[str]) -> None:
+    """The weight files `names` of `run` equal those of `reference_run` (to 1e-6)."""
+    for name in names:
+        reference, other = _weights(reference_run / name), _weights(run / name)
+        for key, value in reference.items():
+            torch.testing.assert_close(other[key], value, rtol=0, atol=1e-6, msg=f"{name} {key}")
+
+
 def test_killed_and_resumed_run_ends_as_the_uninterrupted_one(runs):
     root, killed = runs
     differences = []
@@ -173,10 +181,8 @@ def test_resume_with_more_epochs_extends_a_finished_run_into_the_longer_one(runs
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert "extending the run from 2 to 3 epochs" in err
-    for name in ["model/fold0.pt", "model/fold1.pt", "fold0/last.pt", "fold1/best.pt"]:
-        reference, extended = _weights(root / "ref" / name), _weights(root / "short" / name)
-        for key, value in reference.items():
-            torch.testing.assert_close(extended[key], value, rtol=0, atol=1e-6, msg=f"{name} {key}")
+    _assert_same_weights(root / "ref", root / "short", ["model/fold0.pt", "model/fold1.pt", "fold0/last.pt",
+                                                          "fold1/best.pt"])  # fmt: skip
     for fold in (0, 1):
         with (root / "short" / f"fold{fold}" / "log.csv").open(encoding="utf-8") as handle:
             assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2"]
@@ -197,10 +203,7 @@ def test_an_extension_may_add_a_learning_rate_drop_after_the_saved_epochs(runs, 
     short[short.index("--epochs") + 1] = "2"
     _finish(_cli(short))
     _finish(_cli(_command(root, "short-drop", "--resume", *drop)))
-    for name in ["model/fold0.pt", "fold1/last.pt"]:
-        reference, extended = _weights(root / "dropped" / name), _weights(root / "short-drop" / name)
-        for key, value in reference.items():
-            torch.testing.assert_close(extended[key], value, rtol=0, atol=1e-6, msg=f"{name} {key}")
+    _assert_same_weights(root / "dropped", root / "short-drop", ["model/fold0.pt", "fold1/last.pt"])
     constant = _weights(root / "ref" / "fold1" / "last.pt")  # the same 3 epochs without the drop
     assert any(not torch.equal(constant[k], v) for k, v in _weights(root / "dropped" / "fold1" / "last.pt").items())
     assert "lr_drop_epoch: 2" in (root / "short-drop" / "config.yaml").read_text(encoding="utf-8")
