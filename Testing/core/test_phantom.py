@@ -28,6 +28,7 @@ from AorticRootLandmarksLib.phantom.styles import (
     HELDOUT,
     STYLES,
     VALIDATION,
+    VALIDATION_OUT_OF_RANGE,
     contains,
     disjoint_dimensions,
     intervals,
@@ -777,6 +778,20 @@ def test_train_and_heldout_ranges_are_disjoint():
             assert all(any(a <= lo and hi <= b for a, b in train) for lo, hi in intervals(value)), (style, dim)
     noise = [sample_params(1, i, "small", "train")["imaging"]["noise_std"] for i in range(200)]
     assert max(noise) < STYLES["heldout-cardiac"]["noise_hu"][0]  # training never sees held-out noise
+
+
+def _leaves_train(style: str) -> set[str]:
+    """Dimensions where `style`'s range differs from train's."""
+    return {dim for dim, value in STYLES[style].items() if intervals(value) != intervals(STYLES["train"].get(dim, -1))}
+
+
+def test_out_of_range_validation_leaves_train_only_where_no_heldout_style_does():
+    assert _leaves_train("heldout-extreme") >= {"lumen_hu", "perimeter_mm", "calcium_mean"}  # the check can fail
+    heldout = set().union(*(_leaves_train(style) for style in HELDOUT))
+    for style in VALIDATION_OUT_OF_RANGE:
+        assert set(STYLES[style]) == set(STYLES["train"]), style
+        assert disjoint_dimensions("train", style), style  # outside train somewhere
+        assert not _leaves_train(style) & heldout, (style, _leaves_train(style) & heldout)
 
 
 @pytest.mark.parametrize("style", list(STYLES))

@@ -11,6 +11,10 @@ probability. :data:`DIMENSIONS` says what each dimension means and in which unit
 - ``"val-edge"``: for choosing settings on: the ``train`` ranges narrowed to their hardest edge (faint contrast, strong
   noise, heavy calcium, the smallest and largest annuli). Every value lies inside ``train`` (a test checks it), so a
   setting chosen here has seen nothing of the held-out styles.
+- ``"val-shift"``: for choosing settings that must hold outside the training ranges (e.g. quality control): outside
+  ``train`` in dimensions that no held-out style leaves ``train`` in (softer kernels, a brighter right heart and left
+  atrium, thicker leaflets and myocardium, deeper sinuses, more fat), equal to ``train`` everywhere else (a test
+  checks both), so what is chosen on it has seen no held-out value.
 - ``"heldout-cardiac"``, ``"heldout-extreme"``: for reporting only; each lies outside the train ranges in at least one
   dimension (:func:`disjoint_dimensions`), so a score on them measures generalisation, not memory.
 
@@ -198,6 +202,16 @@ STYLES: dict[str, dict[str, Range]] = {
         "perimeter_mm": [(55.0, 60.0), (95.0, 100.0)],
         "calcium_mean": (8.0, 12.0),
     },
+    "val-shift": {
+        **_TRAIN,
+        "kernel_blur_mm": (1.2, 1.6),
+        "right_heart_rel": (1.3, 1.7),
+        "left_atrium_rel": (1.1, 1.4),
+        "leaflet_mm": (3.0, 3.8),
+        "myocardium_mm": (20.0, 24.0),
+        "sinus_depth_mm": (10.0, 12.0),
+        "fat_mm": (60.0, 80.0),
+    },
     "heldout-cardiac": _heldout_cardiac(),
     "heldout-extreme": {
         **_TRAIN,
@@ -212,6 +226,9 @@ HELDOUT = ("heldout-cardiac", "heldout-extreme")
 
 #: Validation styles: subsets of ``train`` (cases of their own seeds are unseen, their values are not).
 VALIDATION = ("val-edge",)
+
+#: Validation styles outside ``train`` only where no held-out style is (for settings that must hold out of range).
+VALIDATION_OUT_OF_RANGE = ("val-shift",)
 
 
 def check_style(style: str) -> str:
