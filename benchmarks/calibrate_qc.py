@@ -6,8 +6,8 @@ confidence constants (qc.QcSettings) that flag the bad points and spare the good
 
 `collect` runs the real detection on every case and writes one row per landmark the manifest has: its error (mm; and
 the first stage's, before refinement) and every signal quality control has (stage-1 fold disagreement, peak
-contrast, boundary score, the refiner's fold disagreement, shift, passes and status, whether the case failed a
-case-level check). It does not overwrite an existing --out file. `fit` grid-searches the
+contrast, boundary score, the refiner's fold disagreement, shift, peak score, passes and status, whether the case
+failed a case-level check). It does not overwrite an existing --out file. `fit` grid-searches the
 constants of the confidence formula (qc/report.py) on those rows and prints, for the chosen constants and for the
 current defaults: the rank correlation of confidence and error, the share of points > 5 mm flagged and the share of
 good points flagged. "Flagged" is the point's own verdict (confidence below the review threshold, or its case failed).
@@ -37,7 +37,7 @@ from AorticRootLandmarksLib.inference import load_ensemble
 from AorticRootLandmarksLib.io import read_image, read_manifest
 
 COLUMNS = ("case", "landmark", "error_mm", "stage1_error_mm", "stage1_rms_mm", "peak_contrast", "boundary",
-           "refine_rms_mm", "refine_shift_mm", "refine_passes", "refine_status", "refine_failure",
+           "refine_rms_mm", "refine_shift_mm", "refine_score", "refine_passes", "refine_status", "refine_failure",
            "case_failed_families", "verdict")  # fmt: skip
 #: Values `fit` tries, per QcSettings field (the others keep their defaults).
 GRID = {
@@ -47,6 +47,7 @@ GRID = {
     "shift_half_mm": (4.0, 6.0, 8.0, 12.0, 1e9),
     "contrast_half": (5.0, 10.0),
     "boundary_floor": (0.4, 0.6, 0.8),
+    "refine_score_half": (None, 30.0, 40.0, 50.0, 60.0),  # None: no score term (the refiner's own scale)
 }
 
 
@@ -79,6 +80,7 @@ def collect_rows(manifest: Path, ensemble) -> list[dict]:
                 "stage1_rms_mm": point.fold_rms_mm, "peak_contrast": point.peak_contrast, "boundary": point.boundary,
                 "refine_rms_mm": None if ref is None else ref.fold_rms_mm,
                 "refine_shift_mm": None if ref is None else ref.shift_mm,
+                "refine_score": None if ref is None or not np.isfinite(ref.score) else ref.score,
                 "refine_passes": None if ref is None else ref.passes,
                 "refine_status": "" if ref is None else ref.status,
                 "refine_failure": "" if ref is None else ref.failure,
@@ -108,7 +110,7 @@ def confidences(rows: list[dict], settings: qc.QcSettings) -> tuple[np.ndarray, 
         point = qc.point_quality(
             row["landmark"], _float(row["stage1_rms_mm"]), float(row["peak_contrast"]), float(row["boundary"]),
             families, settings, row["refine_failure"], refine_rms=_float(row["refine_rms_mm"]),
-            refine_shift=_float(row["refine_shift_mm"]),
+            refine_shift=_float(row["refine_shift_mm"]), refine_score=_float(row.get("refine_score", "")),
         )
         conf.append(point.confidence)
         flagged.append(point.verdict == "low" or families > 0)
@@ -177,7 +179,7 @@ def main() -> None:
     _print("current defaults", figures(rows, qc.QcSettings()))
     settings, best = fit(rows)
     _print("chosen", best)
-    changed = {k: getattr(settings, k) for k in GRID}
+    changed = {k: getattr(settings, k) for k in GRID if getattr(settings, k) is not None}  # None: the term is off
     print("chosen constants:", ", ".join(f"{k} = {v:g}" for k, v in changed.items()))
     if args.write:
         write(args.write, rows, changed, best, [p.name for p in args.signals])

@@ -424,3 +424,26 @@ def test_a_point_the_second_stage_moved_far_loses_confidence_and_says_so():
     assert result.points[1].confidence < still.points[1].confidence
     assert result.points[0].confidence == pytest.approx(still.points[0].confidence)
     assert result.verdict == "review" and "second stage moved it" in result.reasons[0]
+
+
+def test_refiner_score_term_only_when_calibrated_and_rises_with_the_score():
+    scored = [qc.RefinerSignals("", 0.1, 0.5, score) for score in (10.0, 60.0, 60.0)]
+    # No calibrated half: no score term, whatever the score.
+    assert "score" not in report(refined=scored).points[0].terms
+    settings = qc.QcSettings(refine_score_half=40.0)
+    result = report(refined=scored, settings=settings)
+    low, high = result.points[0].terms["score"], result.points[1].terms["score"]
+    assert low == pytest.approx(10.0**4 / (10.0**4 + 40.0**4)) and high > 0.8
+    assert result.points[0].verdict == "low" and "weak second-stage peak: score 10" in result.reasons[0]
+    at_half = report(refined=[qc.RefinerSignals("", 0.1, 0.5, 40.0)] * 3, settings=settings)
+    assert at_half.points[0].terms["score"] == pytest.approx(0.5)
+    # A failed refinement or a point no patch ran on (NaN score) has no score term.
+    failed = [qc.RefinerSignals("peak on the patch border", None, None, 5.0), qc.RefinerSignals(), scored[2]]
+    terms = report(refined=failed, settings=settings).points
+    assert "score" not in terms[0].terms and "score" not in terms[1].terms and "score" in terms[2].terms
+    # The half comes from a model's constants, and the report writes it (None when absent).
+    assert qc.QcSettings.from_dict({"refine_score_half": 40}).refine_score_half == 40.0
+    with pytest.raises(ValueError):
+        qc.QcSettings.from_dict({"refine_score_half": -1.0})
+    assert json.loads(json.dumps(report().to_dict()))["settings"]["refine_score_half"] is None
+    assert result.to_dict()["settings"]["refine_score_half"] == 40.0
