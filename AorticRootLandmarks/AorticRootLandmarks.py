@@ -108,6 +108,7 @@ class AorticRootLandmarksParameterNode:
     outputFiducials, outputPlane: nodes written by "Detect" (None: created). rootSeed: optional point list whose
     first point is roughly on the root (replaces the automatic search). reorientViews: move slice views.
     refine: run the model's second stage (full-resolution patches) when it has one.
+    tta: test-time augmentation of the first stage (five shifted grids: steadier, about 5x its time).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -118,6 +119,7 @@ class AorticRootLandmarksParameterNode:
     rootSeed: vtkMRMLMarkupsFiducialNode
     reorientViews: bool = True
     refine: bool = True
+    tta: bool = True
 
 
 class AorticRootLandmarksLogic(ScriptedLoadableModuleLogic, LandmarkLogic):
@@ -317,7 +319,7 @@ class AorticRootLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
                     result = self.logic.process(params.inputVolume, params.modelFolder, params.device,
                                                 params.outputFiducials, params.outputPlane, params.reorientViews,
                                                 progress=self._onProgress, seedNode=params.rootSeed,
-                                                stages=None if params.refine else 1)
+                                                stages=None if params.refine else 1, tta=params.tta)
                 except (InputError, DetectionCancelled) as error:  # the user's to fix, or asked: one line
                     self.ui.statusLabel.text = str(error)
                     if isinstance(error, InputError):

@@ -122,3 +122,8 @@ def test_detect_writes_plans_and_an_index(case, tmp_path, tiny_model_dir, capsys
     assert main(["detect", image, "--out", str(out), "--model", str(tiny_model_dir), "--device", "cpu",
                  "--no-plan"]) == 0  # fmt: skip
     assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, "phantom_0001.json", "phantom_0001.mrk.json"])
+    assert detection["first_stage_grids"] == 5  # test-time augmentation by default
+    out = tmp_path / "det_no_tta"
+    assert main(["detect", image, "--out", str(out), "--model", str(tiny_model_dir), "--device", "cpu",
+                 "--no-plan", "--no-tta"]) == 0  # fmt: skip
+    assert json.loads((out / "phantom_0001.json").read_text(encoding="utf-8"))["first_stage_grids"] == 1

@@ -127,7 +127,8 @@ def cmd_detect(args) -> None:
     from AorticRootLandmarksLib.batch import detect_files, verdict_counts
 
     detections = detect_files(args.images, args.out, args.model, args.device, force=args.force,
-                              accept_slice_gaps=args.accept_slice_gaps, stages=args.stages, plan=not args.no_plan)
+                              accept_slice_gaps=args.accept_slice_gaps, stages=args.stages, plan=not args.no_plan,
+                              tta=not args.no_tta)
     plans = "" if args.no_plan else ", plans (.plan.json, .plan.png) and index.html"
     print(f"wrote {len(detections)} detection(s) (.json and Slicer .mrk.json, LPS){plans} to {args.out}: "
           f"{verdict_counts(detections)}")
@@ -298,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", type=int, choices=(1, 2),
                    help="1: first stage only; 2: also refine each point on a full-resolution patch (the model must "
                         "have a second stage); default: every stage the model has")
+    p.add_argument("--no-tta", action="store_true",
+                   help="no test-time augmentation: run the first stage on one network grid instead of five shifted "
+                        "by 4 mm (about 5x faster first stage; more far-off points on unusual CTs)")
     p.add_argument("--no-plan", action="store_true",
                    help="skip the plans (<case>.plan.json, <case>.plan.png) and index.html (saves ~0.6 s per case)")
     _add_model_options(p)

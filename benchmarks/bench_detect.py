@@ -77,11 +77,12 @@ def main() -> None:
     predict_maps(single, volume)  # warm-up
     t_net, maps = timed(lambda: predict_maps(single, volume), args.repeat)
     t_decode, _ = timed(lambda: decode_peaks(maps.mean(0), ensemble.decoding), args.repeat)
-    t_single, _ = timed(lambda: detect(image, single), args.repeat)
+    t_single, _ = timed(lambda: detect(image, single, tta=False), args.repeat)
+    t_one_grid, _ = timed(lambda: detect(image, ensemble, tta=False), args.repeat)
     t_ensemble, _ = timed(lambda: detect(image, ensemble), args.repeat)
     located = type(ensemble)(ensemble.networks[:1], ensemble.meta, ensemble.device, ensemble.localizer)
     t_locate = timed(lambda: locate_root(image, ensemble.localizer), args.repeat)[0] if ensemble.localizer else None
-    t_located = timed(lambda: detect(image, located), args.repeat)[0] if ensemble.localizer else None
+    t_located = timed(lambda: detect(image, located, tta=False), args.repeat)[0] if ensemble.localizer else None
 
     print(f"CT {image.GetSize()} spacing {tuple(round(s, 2) for s in image.GetSpacing())} -> grid {spec.size} "
           f"at {spec.spacing} mm; model {args.model.name}: {len(ensemble.networks)} fold(s), "
@@ -95,8 +96,10 @@ def main() -> None:
         ("read + detect, one model, grid on the image centre", t_read + t_single),
         *([("find the root (localizer, all its folds)", t_locate),
            ("read + detect, one model + localizer", t_read + t_located)] if t_locate is not None else []),
-        (f"detect, ensemble of {len(ensemble.networks)} (no read)", t_ensemble),
-        (f"read + detect, ensemble of {len(ensemble.networks)}", t_read + t_ensemble),
+        (f"detect, ensemble of {len(ensemble.networks)}, one grid (--no-tta; no read)", t_one_grid),
+        (f"detect, ensemble of {len(ensemble.networks)}, 5 grids (test-time augmentation, the default; no read)",
+         t_ensemble),
+        (f"read + detect, ensemble of {len(ensemble.networks)}, the default", t_read + t_ensemble),
     ]
     if not args.skip_train:
         from training.heatmaps import gaussian_heatmaps

@@ -162,7 +162,7 @@ def _fold_model(ensemble: Ensemble, fold: int) -> Ensemble:
 def _predict_regions(case: Case, model: Ensemble, spec: GridSpec, landmarks: list[str]) -> tuple[np.ndarray, ...]:
     """(regions (K, R, R, R) float16, first-stage points (K, 3) world LPS mm) of one case."""
     image = read_image(case.image)
-    detection = detect(image, model, stages=1)
+    detection = detect(image, model, stages=1, tta=False)  # the bundled refiner learned from one-grid points
     points = detection.positions_lps[[detection.names.index(name) for name in landmarks]]
     regions = np.stack([extract_patch(image, point, spec)[0] for point in points]).astype(np.float16)
     return regions, points

@@ -85,6 +85,7 @@ def detect_files(
     accept_slice_gaps: bool = False,
     stages: int | None = None,
     plan: bool = False,
+    tta: bool = True,
 ) -> dict[str, Detection]:
     """Detect the landmarks of each image and write the results, all or nothing.
 
@@ -102,6 +103,7 @@ def detect_files(
         accept_slice_gaps: read DICOM series with uneven slice spacing (see `io.read_image`) instead of refusing them.
         stages: None: every stage the model has; 1: the first stage only; 2: both (see `detection.detect`).
         plan: also write the plan, its figure and the index (``aortic-root detect`` does unless ``--no-plan``).
+        tta: test-time augmentation of the first stage (see `detection.detect`; ``--no-tta`` turns it off).
 
     Returns:
         ``{case name: Detection}`` (world LPS mm), in the order of `images`.
@@ -124,7 +126,7 @@ def detect_files(
     with atomic_output_dir(out_dir, force, images) as tmp:
         for path, name in progress_bar(list(zip(images, names, strict=True)), progress, desc="detect", unit="CT"):
             image = read_image(path, accept_slice_gaps=accept_slice_gaps)
-            detection = detect(image, ensemble, stages=stages)
+            detection = detect(image, ensemble, stages=stages, tta=tta)
             record = detection_record(detection, image, path)
             (tmp / f"{name}.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
             descriptions = [f"confidence {c:.2f}" for c in detection.confidence]

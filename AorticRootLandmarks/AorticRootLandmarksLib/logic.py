@@ -164,7 +164,7 @@ class LandmarkLogic(ResultFiles):
         return report
 
     def detect(self, volumeNode, modelFolder: str = BUNDLED, device: str = "auto", progress: Progress | None = None,
-               seedNode=None, stages: int | None = None):
+               seedNode=None, stages: int | None = None, tta: bool = True):
         """Run the ensemble on a volume node. Returns ``detection.Detection`` (positions in world LPS mm).
 
         progress: optional callback(fraction in [0, 1], message), called at each step (model, root, resampling,
@@ -172,6 +172,8 @@ class LandmarkLogic(ResultFiles):
         seedNode: optional point list whose first defined point lies roughly on the aortic root; the network grid is
             centred there instead of where the model's localizer (or the image centre) puts it.
         stages: None runs every stage the model has; 1 only the first (no refinement on full-resolution patches).
+        tta: test-time augmentation of the first stage (five shifted grids, about five times its time; see
+            ``detection.TTA_OFFSETS_MM``); False: one grid.
 
         Raises:
             DetectionCancelled: :meth:`requestCancel` was called during the detection.
@@ -184,22 +186,22 @@ class LandmarkLogic(ResultFiles):
         seed = mrml.first_defined_point_lps(seedNode) if seedNode is not None else None
         report(0.0, "loading the model")
         ensemble = self.loadEnsemble(modelFolder, device)
-        detection = detect(image, ensemble, progress=report, seed_lps=seed, stages=stages)
+        detection = detect(image, ensemble, progress=report, seed_lps=seed, stages=stages, tta=tta)
         report(1.0, "done")  # a cancel during the last step still cancels
         return detection
 
     def process(self, volumeNode, modelFolder: str = BUNDLED, device: str = "auto", fiducialNode=None,
                 planeNode=None, reorientViews: bool = True, progress: Progress | None = None,
-                seedNode=None, stages: int | None = None) -> AnnulusResult:
+                seedNode=None, stages: int | None = None, tta: bool = True) -> AnnulusResult:
         """Detect the hinge points, write them to ``fiducialNode`` (created if None), make the plane, move the views,
         fill the measurement table and the S-curve.
 
         Re-running with the same ``fiducialNode`` replaces its points; the detected positions are stored on the
-        node for :meth:`restoreDetectedPositions`. ``seedNode``, ``stages``: see :meth:`detect`. The result's
+        node for :meth:`restoreDetectedPositions`. ``seedNode``, ``stages``, ``tta``: see :meth:`detect`. The result's
         ``verdict`` and ``qualitySummary`` carry the quality control (a "failed" detection still places its points,
         flagged).
         """
-        detection = self.detect(volumeNode, modelFolder, device, progress, seedNode, stages)
+        detection = self.detect(volumeNode, modelFolder, device, progress, seedNode, stages, tta)
         reasons = [p.reason for p in detection.quality.points] if detection.quality is not None else None
         fiducialNode = mrml.set_fiducials(self.scene, detection.names, detection.positions_lps, detection.confidence,
                                           node=fiducialNode, node_name=f"{volumeNode.GetName()} hinge points",

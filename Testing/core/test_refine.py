@@ -262,3 +262,32 @@ def test_landmark_maps_pick_each_patch_s_own_landmark(architecture):
     assert maps.shape == (4, 1, 8, 8, 8)
     for b, k in enumerate(which.tolist()):
         torch.testing.assert_close(maps[b, 0], full[b, k], rtol=1e-5, atol=1e-5)
+
+
+# --- test-time augmentation of the first stage --------------------------------------------------------------------
+
+
+def test_test_time_augmentation_averages_the_points_of_the_shifted_grids():
+    """With ``tta`` the first-stage points are the mean of the points found on grids centred at the root location
+    moved by each of TTA_OFFSETS_MM: the same as five one-grid detections seeded there. The stand-in first stage maps
+    the CT itself, so its peak is the blob, found a little differently on each grid (sub-voxel phase)."""
+    from AorticRootLandmarksLib.detection import TTA_OFFSETS_MM
+
+    image = blob_image(BLOB)
+    spec = GridSpec(spacing=1.6, size=(16, 16, 16))  # the real spacing: a 4 mm shift is 2.5 voxels
+    meta = {"name": "stand-in", "landmarks": ["RCC", "LCC", "NCC"], "grid": spec.to_dict(),
+            "activation": "identity", "decoding": "quadratic"}  # fmt: skip
+    model = Ensemble([PatchAsMap(3)], meta, torch.device("cpu"))
+    seen = []
+    augmented = detect(image, model, progress=lambda f, m: seen.append(f), seed_lps=BLOB)
+    singles = [detect(image, model, seed_lps=BLOB + offset, tta=False) for offset in TTA_OFFSETS_MM]
+    assert augmented.first_stage_grids == 5 and augmented.to_dict()["first_stage_grids"] == 5
+    assert all(single.first_stage_grids == 1 for single in singles)
+    expected = np.mean([single.positions_lps for single in singles], axis=0)
+    np.testing.assert_allclose(augmented.positions_lps, expected, atol=1e-6)
+    assert np.ptp([single.positions_lps[0] for single in singles], axis=0).max() > 1e-3  # the grids do differ
+    np.testing.assert_allclose(augmented.positions_lps, np.stack([BLOB] * 3), atol=0.3)
+    np.testing.assert_allclose(augmented.grid.index_to_world(augmented.grid_indices), augmented.positions_lps)
+    assert augmented.grid.to_dict() == singles[0].grid.to_dict()  # the unshifted grid is the one reported
+    assert seen == sorted(seen) and seen[0] == 0.0 and seen[-1] == 1.0  # one progress from 0 to 1 over all grids
+    np.testing.assert_allclose(np.sum(TTA_OFFSETS_MM, axis=0), 0.0)  # a symmetric set: no net shift
