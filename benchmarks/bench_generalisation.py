@@ -59,8 +59,8 @@ def non_ct_images(reference: sitk.Image) -> dict[str, sitk.Image]:
     return out
 
 
-def run_case(image, truth, ensemble) -> dict:
-    detection = detect(image, ensemble)
+def run_case(image, truth, ensemble, tta: bool = True) -> dict:
+    detection = detect(image, ensemble, tta=tta)
     pred = select_points(detection.names, detection.positions_lps)
     errors = np.linalg.norm(pred - truth, axis=1)
     confidence = dict(zip(detection.names, detection.confidence.tolist(), strict=True))
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="where to generate the datasets (default: a temporary folder)")
     parser.add_argument("--out", type=Path, help="write summary.json here")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-tta", action="store_true", help="detect on one grid (no test-time augmentation)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="aortic-root-bench-"))
     ensemble = load_ensemble(args.model, args.device)
@@ -123,16 +124,16 @@ def main() -> None:
         rows, padded = [], []
         for case in read_manifest(folder / "manifest.csv", HINGE_NAMES):
             image = read_image(case.image)
-            rows.append(run_case(image, case.landmarks_lps, ensemble))
+            rows.append(run_case(image, case.landmarks_lps, ensemble, not args.no_tta))
             if style == "classic":
-                padded.append(run_case(pad_off_centre(image, PAD_MM), case.landmarks_lps, ensemble))
+                padded.append(run_case(pad_off_centre(image, PAD_MM), case.landmarks_lps, ensemble, not args.no_tta))
         results[name] = summarise(rows)
         all_rows += rows if style != "classic" else []
         if padded:
             results[f"{name}, root {PAD_MM / 2:.0f} mm off centre"] = summarise(padded)
         print(f"{name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     reference = read_image(read_manifest(work / "classic" / "manifest.csv", HINGE_NAMES)[0].image)
-    non_ct = {n: detect(image, ensemble).verdict for n, image in non_ct_images(reference).items()}
+    non_ct = {n: detect(image, ensemble, tta=not args.no_tta).verdict for n, image in non_ct_images(reference).items()}
     summary = {"datasets": results, "confidence_on_heldout_styles": confidence_figures(all_rows),
                "non_ct_verdicts": non_ct, "model": str(args.model or "bundled"), "n_per_dataset": args.n}
     print(f"\n{'dataset':<38}{'median':>8}{'p95':>8}{'max':>8}{'angle':>8}  verdicts ok/review/failed")

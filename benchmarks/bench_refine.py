@@ -64,7 +64,7 @@ def summary(pred: np.ndarray, true: np.ndarray, names: list[str]) -> dict:
     }
 
 
-def run(model: Path, manifest: Path, n: int | None, landmarks: list[str] | None) -> dict:
+def run(model: Path, manifest: Path, n: int | None, landmarks: list[str] | None, tta: bool = True) -> dict:
     ensemble = load_ensemble(model, "cpu")
     if ensemble.refiner is None:
         raise SystemExit(f"{model}: the model has no second stage (no refine/ folder)")
@@ -76,7 +76,7 @@ def run(model: Path, manifest: Path, n: int | None, landmarks: list[str] | None)
         image = read_image(case.image)
         for stages in (1, 2):
             start = time.process_time()
-            detection = detect(image, ensemble, stages=stages)
+            detection = detect(image, ensemble, stages=stages, tta=tta)
             cpu[stages].append(time.process_time() - start)
             pred[stages].append(detection.positions_lps[[detection.names.index(name) for name in names]])
         seconds.append(detection.refinement.seconds)
@@ -139,10 +139,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--landmarks", type=lambda t: t.split(","), default=None, help="comma-separated names")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--no-tta", action="store_true", help="detect on one grid (no test-time augmentation)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
-        result = run(args.model, args.manifest, args.n, args.landmarks)
+        result = run(args.model, args.manifest, args.n, args.landmarks, not args.no_tta)
     except InputError as error:  # e.g. a manifest without a landmark's columns: one line, no traceback
         raise SystemExit(f"bench_refine: {error}") from None
     print(format_report(result))
