@@ -174,15 +174,19 @@ class PeakAt(torch.nn.Module):
 STAGE1 = GridSpec(spacing=2.0, size=(16, 16, 16))
 
 
+def first_stage_meta(spec: GridSpec) -> dict:
+    """model.json of a stand-in first stage for the hinge points on the grid `spec`."""
+    return {"name": "stand-in", "landmarks": ["RCC", "LCC", "NCC"], "grid": spec.to_dict(),
+            "activation": "identity", "decoding": "quadratic"}  # fmt: skip
+
+
 def two_stage_model(image, seed, points_lps, refiner):
     """A first stage finding `points_lps` (world LPS mm) on its grid centred at `seed`, with `refiner`."""
     from AorticRootLandmarksLib.grid import make_grid
 
     grid = make_grid(image, STAGE1, seed)
-    meta = {"name": "stand-in", "landmarks": ["RCC", "LCC", "NCC"], "grid": STAGE1.to_dict(),
-            "activation": "identity", "decoding": "quadratic"}  # fmt: skip
     network = PeakAt(STAGE1.size, grid.world_to_index(np.asarray(points_lps)))
-    return Ensemble([network], meta, torch.device("cpu"), refiner=refiner)
+    return Ensemble([network], first_stage_meta(STAGE1), torch.device("cpu"), refiner=refiner)
 
 
 def test_detect_runs_the_second_stage_and_reports_it():
@@ -275,9 +279,7 @@ def test_test_time_augmentation_averages_the_points_of_the_shifted_grids():
 
     image = blob_image(BLOB)
     spec = GridSpec(spacing=1.6, size=(16, 16, 16))  # the real spacing: a 4 mm shift is 2.5 voxels
-    meta = {"name": "stand-in", "landmarks": ["RCC", "LCC", "NCC"], "grid": spec.to_dict(),
-            "activation": "identity", "decoding": "quadratic"}  # fmt: skip
-    model = Ensemble([PatchAsMap(3)], meta, torch.device("cpu"))
+    model = Ensemble([PatchAsMap(3)], first_stage_meta(spec), torch.device("cpu"))
     seen = []
     augmented = detect(image, model, progress=lambda f, m: seen.append(f), seed_lps=BLOB)
     singles = [detect(image, model, seed_lps=BLOB + offset, tta=False) for offset in TTA_OFFSETS_MM]
